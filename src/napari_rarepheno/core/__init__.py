@@ -1,0 +1,8 @@
+"""The napari-free engine of napari-rarepheno.
+
+Nothing in ``core`` imports napari, Qt or magicgui: the same code serves the
+``rarepheno`` command, notebooks, tests and the napari docks.
+"""
+from .errors import RarephenoError, InputError, ModelFileError
+
+__all__ = ["RarephenoError", "InputError", "ModelFileError"]

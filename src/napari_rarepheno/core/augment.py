@@ -1,0 +1,131 @@
+"""Batch augmentation on tensors, on the training device (no per-image Python loops).
+
+One random affine per image (flips, rotation, translation, scaling) applied with
+``affine_grid`` + ``grid_sample``. Parameters are drawn for the *global* batch from a
+seeded generator, so single-process and DDP runs see the same augmented images.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    hflip: bool = True
+    vflip: bool = True
+    rotation_ranges: list[tuple[float, float]] = field(default_factory=list)  # degrees, one range picked per image
+    rot90: bool = False            # multiples of 90 degrees (exact, for crops)
+    translate_px: float = 0.0      # uniform in [-t, t] along each axis
+    scale_px: float = 0.0          # image side changes by uniform [-s, s] px (isotropic)
+    enabled: bool = True
+
+    @classmethod
+    def wscnn_paper(cls) -> "AugmentConfig":
+        """Sailem et al. 3.3: flips, rotation in +-20 deg or 160-200 deg, translation +-40 px, scaling +-50 px."""
+        return cls(rotation_ranges=[(-20.0, 20.0), (160.0, 200.0)], translate_px=40.0, scale_px=50.0)
+
+    @classmethod
+    def deepyeast(cls) -> "AugmentConfig":
+        """Flips, 90-degree rotations and small shifts, as for DeepYeast crops."""
+        return cls(rot90=True, translate_px=4.0)
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        return cls(hflip=False, vflip=False, enabled=False)
+
+    def is_identity(self) -> bool:
+        return not self.enabled or not (self.hflip or self.vflip or self.rotation_ranges or self.rot90
+                                        or self.translate_px or self.scale_px)
+
+
+def sample_affine(n: int, h: int, w: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """(n, 2, 3) affine matrices in ``affine_grid``'s normalised coordinates (CPU, float32)."""
+    u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
+    angle = torch.zeros(n)
+    if cfg.rotation_ranges:
+        pick = (u(n) * len(cfg.rotation_ranges)).long().clamp_max(len(cfg.rotation_ranges) - 1)
+        lo = torch.tensor([r[0] for r in cfg.rotation_ranges])[pick]
+        hi = torch.tensor([r[1] for r in cfg.rotation_ranges])[pick]
+        angle = lo + (hi - lo) * u(n)
+    if cfg.rot90:
+        angle = angle + 90.0 * (u(n) * 4).floor()
+    theta = angle * math.pi / 180.0
+    side = float(min(h, w))
+    scale = 1.0 + (2 * u(n) - 1) * cfg.scale_px / side if cfg.scale_px else torch.ones(n)
+    sx = torch.where(u(n) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n)
+    sy = torch.where(u(n) < 0.5, -1.0, 1.0) if cfg.vflip else torch.ones(n)
+    tx = (2 * u(n) - 1) * cfg.translate_px if cfg.translate_px else torch.zeros(n)
+    ty = (2 * u(n) - 1) * cfg.translate_px if cfg.translate_px else torch.zeros(n)
+    c, s = torch.cos(theta), torch.sin(theta)
+    # pixel-space map output -> input: rotation @ flip / scale, then to normalised coords
+    a = c * sx / scale
+    b = -s * sy / scale
+    d = s * sx / scale
+    e = c * sy / scale
+    mat = torch.zeros(n, 2, 3)
+    mat[:, 0, 0] = a
+    mat[:, 0, 1] = b * h / w
+    mat[:, 1, 0] = d * w / h
+    mat[:, 1, 1] = e
+    mat[:, 0, 2] = 2 * tx / w
+    mat[:, 1, 2] = 2 * ty / h
+    return mat
+
+
+def _is_exact(cfg: AugmentConfig) -> bool:
+    """Flips/90-degree rotations with integer shifts need no interpolation."""
+    return not cfg.rotation_ranges and not cfg.scale_px
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
+                  select: slice | None = None) -> torch.Tensor:
+    """Augment a batch (N, C, H, W) on its own device.
+
+    Parameters are drawn for all N images from ``gen``; ``select`` then picks this rank's
+    share (DDP), so every rank draws the same numbers as a single process would.
+    """
+    if cfg.is_identity():
+        return x if select is None else x[select]
+    n_total = x.shape[0]
+    h, w = x.shape[-2:]
+    mats = sample_affine(n_total, h, w, cfg, gen)
+    if select is not None:
+        x, mats = x[select], mats[select]
+    if _is_exact(cfg) and h == w:
+        return _exact(x, mats, cfg)
+    grid = F.affine_grid(mats.to(x.device, torch.float32), list(x.shape), align_corners=False)
+    out = F.grid_sample(x.float(), grid.to(x.dtype if x.is_floating_point() else torch.float32),
+                        mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.to(x.dtype) if x.is_floating_point() else out
+
+
+def _exact(x: torch.Tensor, mats: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Apply flips / 90-degree rotations / integer shifts by indexing (bit-exact)."""
+    out = torch.empty_like(x)
+    h, w = x.shape[-2:]
+    for i in range(x.shape[0]):
+        m = mats[i]
+        img = x[i]
+        k = int(round(math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0]))) / 90.0)) % 4
+        det = float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+        if det < 0:
+            img = img.flip(-1)
+        img = torch.rot90(img, k, dims=(-2, -1))
+        dx = int(round(float(m[0, 2]) * w / 2))
+        dy = int(round(float(m[1, 2]) * h / 2))
+        if dx or dy:
+            img = torch.roll(img, shifts=(-dy, -dx), dims=(-2, -1))
+            if dy > 0:
+                img[:, h - dy:, :] = 0
+            elif dy < 0:
+                img[:, : -dy, :] = 0
+            if dx > 0:
+                img[:, :, w - dx:] = 0
+            elif dx < 0:
+                img[:, :, : -dx] = 0
+        out[i] = img
+    return out
