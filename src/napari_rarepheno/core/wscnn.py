@@ -1,0 +1,176 @@
+"""WSCNN tasks: train on a labeled folder, evaluate classification and localisation.
+
+The folder contract is ``DATA/{train,val,test}/{negative,positive}/*`` with optional
+``DATA/<split>/objects.csv`` ground-truth boxes (see ``core.data.objects``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .augment import AugmentConfig
+from .data.folders import ImageSet, find_splits, load_wscnn_split
+from .errors import InputError
+from .modelfile import LoadedModel, ModelMeta, load_model
+from .models import WSCNN, WSCNNConfig, config_to_dict
+from .normalize import Normalization
+from .progress import CancelToken, ProgressCallback
+from .train import Trainer, TrainConfig, TrainResult
+
+
+@dataclass
+class WSCNNOptions:
+    """Network options chosen by the user (the rest comes from the data)."""
+
+    depth: int = 4
+    head: str = "max"
+    conv2_kernel: int = 3
+    channels: list[int] | None = None
+    val_fraction: float = 0.2           # used only when DATA has no val/ split
+    augment: AugmentConfig = field(default_factory=AugmentConfig.wscnn_paper)
+
+
+def holdout_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Stratified hold-out of ``fraction`` of each class (for data without a val/ split)."""
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for c in np.unique(data.labels):
+        idx = np.flatnonzero(data.labels == c)
+        k = max(1, int(round(len(idx) * fraction))) if len(idx) > 1 else 0
+        val_idx += list(rng.choice(idx, k, replace=False))
+    val_mask = np.zeros(len(data), bool)
+    val_mask[val_idx] = True
+    return data.subset(np.flatnonzero(~val_mask)), data.subset(np.flatnonzero(val_mask))
+
+
+def load_train_val(data_dir: str | Path, opts: WSCNNOptions, seed: int = 0,
+                   progress=None) -> tuple[ImageSet, ImageSet | None]:
+    splits = find_splits(data_dir)
+    if "train" not in splits:
+        raise InputError("no train/ split (expected DATA/train/{negative,positive}/)", data_dir)
+    min_size = WSCNN(WSCNNConfig(conv2_kernel=opts.conv2_kernel, depth=opts.depth)).min_input_size
+    train = load_wscnn_split(splits["train"], opts.channels, min_size, progress)
+    few = [train.class_names[c] for c in (0, 1) if (train.labels == c).sum() < 2]
+    if few:
+        raise InputError(f"need at least 2 training images in each of negative/ and positive/; too few in "
+                         f"{', '.join(few)}/", splits["train"])
+    if "val" in splits:
+        val = load_wscnn_split(splits["val"], opts.channels, min_size)
+        if val.n_channels != train.n_channels:
+            raise InputError(f"val/ images have {val.n_channels} channel(s) but train/ images have "
+                             f"{train.n_channels}", splits["val"])
+        if val.images.shape[2:] != train.images.shape[2:]:
+            H = max(val.images.shape[2], train.images.shape[2])
+            W = max(val.images.shape[3], train.images.shape[3])
+            val.images = _pad_to(val.images, H, W)
+            train.images = _pad_to(train.images, H, W)
+    else:
+        train, val = holdout_split(train, opts.val_fraction, seed)
+    return train, val
+
+
+def _pad_to(a: np.ndarray, H: int, W: int) -> np.ndarray:
+    if a.shape[2:] == (H, W):
+        return a
+    out = np.zeros(a.shape[:2] + (H, W), a.dtype)
+    out[:, :, : a.shape[2], : a.shape[3]] = a
+    return out
+
+
+def build_wscnn(train: ImageSet, opts: WSCNNOptions, seed: int = 0) -> tuple[WSCNN, ModelMeta]:
+    import torch
+
+    cfg = WSCNNConfig(in_channels=train.n_channels, n_classes=2, depth=opts.depth, head=opts.head,
+                      conv2_kernel=opts.conv2_kernel,
+                      input_size=tuple(train.images.shape[2:]) if opts.head == "fc" else None)
+    torch.manual_seed(seed)  # the initial weights are part of the seeded run
+    model = WSCNN(cfg)
+    meta = ModelMeta("wscnn", config_to_dict(cfg), list(train.class_names), opts.channels)
+    return model, meta
+
+
+def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions | None = None,
+                cfg: TrainConfig | None = None, *, callback: ProgressCallback = None,
+                cancel: CancelToken | None = None, resume: bool = False,
+                init_from: str | Path | None = None, load_progress=None) -> TrainResult:
+    """Train a WSCNN on ``DATA/train`` (validating on ``DATA/val``) and write ``out``.
+
+    ``init_from`` continues training from an existing model file (fine-tuning)."""
+    opts = opts or WSCNNOptions()
+    cfg = cfg or TrainConfig()
+    cfg.validate()
+    train, val = load_train_val(data_dir, opts, cfg.seed, load_progress)
+    model, meta = build_wscnn(train, opts, cfg.seed)
+    if init_from is not None:
+        prev = load_model(init_from, expect_kind="wscnn")
+        if prev.model.config != model.config:
+            raise InputError(f"cannot continue training: the model was built for {prev.model.config}, the data "
+                             f"and options need {model.config}", init_from)
+        model.load_state_dict(prev.model.state_dict())
+        norm = Normalization.from_dict(prev.meta.normalization)
+    else:
+        norm = Normalization.fit(train.images, seed=cfg.seed)
+    meta.normalization = norm.to_dict()
+    meta.training.update(data=str(data_dir), n_train=len(train), image_size=list(train.images.shape[2:]))
+    trainer = Trainer(model, meta, cfg, opts.augment, norm, out=Path(out) if out else None,
+                      callback=callback, cancel=cancel)
+    return trainer.fit(train, val, resume=resume)
+
+
+# --------------------------------------------------------------------- evaluation
+def as_loaded(model: str | Path | LoadedModel, kind: str = "wscnn") -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load_model(model, expect_kind=kind)
+
+
+def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, device: str = "auto",
+                   localization: bool = True, saliency_config=None, batch_size: int = 16,
+                   progress=None) -> dict:
+    """Accuracy/precision/recall on a split folder; with ``objects.csv`` also the paper's
+    localisation metric on the positive images."""
+    from .data.objects import read_objects
+    from .device import resolve_device
+    from .metrics import binary_metrics, localization_counts, localization_metrics
+    from .predict import saliency_batch
+    from .saliency import SaliencyConfig, segment_saliency
+
+    lm = as_loaded(model)
+    split_dir = Path(split_dir)
+    data = load_wscnn_split(split_dir, lm.meta.channels, lm.model.min_input_size)
+    expected = lm.model.config.in_channels
+    if data.n_channels != expected:
+        raise InputError(f"the model expects {expected} channel(s) but the images have {data.n_channels}; "
+                         "use --channels", split_dir)
+    dev = resolve_device(device)
+    lm.model.to(dev)
+    norm = Normalization.from_dict(lm.meta.normalization)
+    objects_csv = split_dir / "objects.csv"
+    want_loc = localization and objects_csv.exists()
+    probs, counts = [], []
+    boxes_by_image = read_objects(objects_csv, {data.relpath(i): data.images.shape[2:] for i in range(len(data))}) \
+        if want_loc else {}
+    scfg = saliency_config or SaliencyConfig()
+    for s in range(0, len(data), batch_size):
+        sl = slice(s, min(s + batch_size, len(data)))
+        p, sal = saliency_batch(lm, data.images[sl], device=dev, saliency=want_loc, norm=norm)
+        probs.append(p)
+        if want_loc:
+            for j, i in enumerate(range(sl.start, sl.stop)):
+                if data.labels[i] != 1:
+                    continue
+                det = segment_saliency(sal[j], scfg)
+                counts.append(localization_counts(det.mask, boxes_by_image.get(data.relpath(i), [])))
+        if progress is not None:
+            progress(sl.stop, len(data))
+    probs = np.concatenate(probs)
+    pred = probs.argmax(1)
+    out = binary_metrics(data.labels, pred, positive=1)
+    out["n"] = int(len(data))
+    if want_loc:
+        out.update(localization_metrics(counts))
+    out["probabilities"] = probs[:, 1].tolist()
+    out["images"] = [data.relpath(i) for i in range(len(data))]
+    out["labels"] = data.labels.tolist()
+    return out

@@ -1,0 +1,84 @@
+"""Network shapes, receptive field and the paper's architecture facts."""
+import pytest
+import torch
+
+from napari_rarepheno.core.models import (DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, build_model,
+                                          count_parameters)
+
+
+def test_wscnn_paper_shapes():
+    m = WSCNN(WSCNNConfig(in_channels=1))
+    x = torch.zeros(2, 1, 210, 280)
+    maps = m.class_maps(x)
+    assert maps.shape == (2, 2, 21, 30)
+    assert m.class_map_size(210, 280) == (21, 30)
+    assert m(x).shape == (2, 2)
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert [c.kernel_size[0] for c in convs] == [11, 3, 5, 5]
+    assert [c.out_channels for c in convs] == [50, 100, 100, 2]
+    assert [c.padding[0] for c in convs] == [0, 0, 1, 1]
+    bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    assert len(bns) == 3  # BN on all but the last conv
+
+
+def test_wscnn_receptive_field_matches_gradient():
+    m = WSCNN(WSCNNConfig()).eval()
+    rf, stride = m.receptive_field()
+    assert (rf, stride) == (70, 8)
+    torch.manual_seed(0)
+    support = torch.zeros(160, 160, dtype=torch.bool)
+    for _ in range(8):  # max pooling routes gradients sparsely: union over random inputs
+        x = torch.randn(1, 1, 160, 160, requires_grad=True)
+        m.class_maps(x)[0, 1, 5, 5].backward()
+        support |= x.grad[0, 0].abs() > 0
+    nz = torch.nonzero(support)
+    extent = int(nz[:, 0].max() - nz[:, 0].min() + 1)
+    assert rf - 12 <= extent <= rf
+
+
+def test_global_max_head_is_max_of_class_map():
+    m = WSCNN(WSCNNConfig()).eval()
+    x = torch.randn(3, 1, 120, 130)
+    maps = m.class_maps(x)
+    assert torch.allclose(m(x), maps.amax(dim=(2, 3)))
+    avg = WSCNN(WSCNNConfig(head="avg")).eval()
+    avg.load_state_dict(m.state_dict())
+    assert torch.allclose(avg(x), maps.mean(dim=(2, 3)), atol=1e-6)
+
+
+def test_wscnn_variants():
+    deep = WSCNN(WSCNNConfig(depth=6, conv2_kernel=7, in_channels=2))
+    assert deep.class_maps(torch.zeros(1, 2, 256, 256)).shape[-2:] == deep.class_map_size(256, 256)
+    assert len([m for m in deep.modules() if isinstance(m, torch.nn.Conv2d)]) == 6
+    fc = WSCNN(WSCNNConfig(head="fc", input_size=(210, 280)))
+    assert fc(torch.zeros(2, 1, 210, 280)).shape == (2, 2)
+    with pytest.raises(ValueError, match="input_size"):
+        WSCNNConfig(head="fc")
+    with pytest.raises(ValueError, match="depth"):
+        WSCNNConfig(depth=5)
+
+
+def test_min_input_size_is_tight():
+    m = WSCNN(WSCNNConfig())
+    s = m.min_input_size
+    assert m.class_maps(torch.zeros(1, 1, s, s)).shape[-1] == 1
+    with pytest.raises(RuntimeError):
+        m.class_maps(torch.zeros(1, 1, s - 8, s - 8))
+
+
+def test_deepyeast_architecture():
+    m = DeepYeast(DeepYeastConfig(in_channels=2, n_classes=12)).eval()
+    assert count_parameters(m) > 10_000_000  # the paper: "more than 10 million"
+    x = torch.randn(4, 2, 64, 64)
+    assert m(x).shape == (4, 12)
+    assert m.embed(x, "fc1").shape == (4, 512)
+    assert m.embed(x, "conv8").shape == (4, 256 * 8 * 8)
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 256, 256]
+    pools = [mod for mod in m.features if isinstance(mod, torch.nn.MaxPool2d)]
+    assert len(pools) == 3
+
+
+def test_build_model_from_dict():
+    m = build_model("wscnn", {"in_channels": 2, "depth": 6})
+    assert m.config.in_channels == 2 and m.config.depth == 6

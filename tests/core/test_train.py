@@ -1,0 +1,116 @@
+"""The one trainer: learns, checkpoints best and last, resumes exactly, cancels cleanly."""
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_rarepheno.core.augment import AugmentConfig
+from napari_rarepheno.core.data.folders import ImageSet
+from napari_rarepheno.core.errors import InputError
+from napari_rarepheno.core.modelfile import ModelMeta, load_model, read_tensors
+from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
+from napari_rarepheno.core.normalize import Normalization
+from napari_rarepheno.core.progress import CancelToken
+from napari_rarepheno.core.train import Trainer, TrainConfig, checkpoint_paths
+
+
+def blob_set(n=32, size=64, seed=0):
+    """Positives hold one bright 6x6 square at a random place; negatives only noise."""
+    rng = np.random.default_rng(seed)
+    imgs = rng.normal(0.1, 0.03, (n, 1, size, size)).astype(np.float32)
+    labels = np.arange(n) % 2
+    for i in np.flatnonzero(labels):
+        y, x = rng.integers(4, size - 10, 2)
+        imgs[i, 0, y:y + 6, x:x + 6] = 1.0
+    return ImageSet(imgs, labels, ["negative", "positive"], [f"img{i}.png" for i in range(n)])
+
+
+def make_trainer(tmp_path, epochs=4, **kw):
+    data = blob_set()
+    cfg = WSCNNConfig(in_channels=1)
+    meta = ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"])
+    tc = TrainConfig(epochs=epochs, batch_size=8, seed=3, **kw)
+    out = tmp_path / "model.safetensors" if tmp_path else None
+    torch.manual_seed(3)  # weights are initialised when the network is built
+    return Trainer(WSCNN(cfg), meta, tc, AugmentConfig(), Normalization.fit(data.images), out=out), data
+
+
+def test_learns_trivially_separable_set(tmp_path):
+    trainer, data = make_trainer(tmp_path, epochs=6)
+    events = []
+    trainer.callback = events.append
+    res = trainer.fit(data, blob_set(seed=1))
+    assert res.history[-1]["val_accuracy"] == 1.0
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    best, last, log = checkpoint_paths(tmp_path / "model.safetensors")
+    assert best.exists() and last.exists() and log.exists()
+    rows = list(csv.DictReader(open(log)))
+    assert len(rows) == 6 and {"epoch", "train_loss", "val_loss", "val_accuracy", "lr"} <= set(rows[0])
+    stages = {e.stage for e in events}
+    assert {"batch", "epoch", "done"} <= stages
+    batch = next(e for e in events if e.stage == "batch")
+    assert batch.n_batches == 4 and math.isfinite(batch.loss) and 0 < batch.fraction <= 1
+    lm = load_model(best)
+    assert lm.meta.training["best_epoch"] == res.best_epoch
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full, data = make_trainer(tmp_path / "a", epochs=4)
+    ref = full.fit(data, blob_set(seed=1))
+    # the same run stopped after 2 epochs, then resumed by a new trainer
+    part, _ = make_trainer(tmp_path / "b", epochs=4)
+    part.callback = lambda p: part.cancel.cancel() if p.stage == "epoch" and p.epoch == 2 else None
+    assert part.fit(data, blob_set(seed=1)).cancelled
+    resumed, _ = make_trainer(tmp_path / "b", epochs=4)
+    res = resumed.fit(data, blob_set(seed=1), resume=True)
+    assert resumed.start_epoch == 2
+    assert len(res.history) == 4
+    for a, b in zip(ref.history, res.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_cancel_keeps_best_and_last(tmp_path):
+    trainer, data = make_trainer(tmp_path, epochs=50)
+    token = CancelToken()
+    trainer.cancel = token
+
+    def cb(p):
+        if p.stage == "epoch" and p.epoch >= 2:
+            token.cancel()
+    trainer.callback = cb
+    res = trainer.fit(data, blob_set(seed=1))
+    assert res.cancelled
+    assert len(res.history) == 2
+    assert res.best_path.exists() and res.last_path.exists()
+    _, doc = read_tensors(res.last_path)
+    assert doc["train_state"]["epoch"] == 2
+
+
+def test_bad_config_messages():
+    with pytest.raises(InputError, match="epochs"):
+        TrainConfig(epochs=0).validate()
+    with pytest.raises(InputError, match="batch size"):
+        TrainConfig(batch_size=-1).validate()
+
+
+def test_cuda_requested_without_cuda_is_clear(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the message is for machines without")
+    with pytest.raises(InputError, match="cuda.*no CUDA"):
+        make_trainer(None, device="cuda")
+
+
+def test_bf16_matches_fp32_on_tiny_task(tmp_path):
+    from napari_rarepheno.core.device import cpu_supports_bf16
+
+    if not cpu_supports_bf16():
+        pytest.skip("CPU without bf16")
+    accs = {}
+    for prec in ("fp32", "bf16"):
+        trainer, data = make_trainer(None, epochs=5, precision=prec)
+        res = trainer.fit(data, blob_set(seed=1))
+        accs[prec] = res.history[-1]["val_accuracy"]
+    assert accs["bf16"] >= accs["fp32"] - 0.07
