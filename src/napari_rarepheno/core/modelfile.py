@@ -20,11 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ModelFileError, InputError
+from .errors import ModelFileError, OutputError, ensure_writable_dir, output_error
 
 FORMAT = "napari-rarepheno"
 FORMAT_VERSION = 1
 _META_KEY = "rarepheno"
+_SUM_KEY = "rarepheno.blake2b"
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -50,6 +51,8 @@ class ModelMeta:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ModelFileError(f"its metadata is not valid JSON ({e})", path) from None
+        if not isinstance(d, dict):
+            raise ModelFileError("its metadata is not a JSON object; the file is corrupt", path)
         if d.get("format") != FORMAT:
             raise ModelFileError("it is a safetensors file but not a napari-rarepheno model "
                                  "(no rarepheno metadata)", path)
@@ -61,75 +64,160 @@ class ModelMeta:
         missing = {"kind", "config", "class_names"} - set(d)
         if missing:
             raise ModelFileError(f"its metadata lacks {sorted(missing)}", path)
+        if not isinstance(d["kind"], str) or not isinstance(d["config"], dict) \
+                or not isinstance(d["class_names"], list) or not d["class_names"]:
+            raise ModelFileError("its metadata is malformed (kind, config or class_names of the wrong type)", path)
+        from .models import NETWORKS
+
+        if d["kind"] not in NETWORKS:
+            raise ModelFileError(f"it holds a network of unknown type {d['kind']!r} (this version knows "
+                                 f"{', '.join(sorted(NETWORKS))}); was it written by a newer napari-rarepheno?", path)
+        ch = d.get("channels")
+        if ch is not None and (not isinstance(ch, list) or not all(isinstance(c, int) for c in ch)):
+            raise ModelFileError(f"its metadata is malformed (channels {ch!r} is not a list of integers)", path)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
 # ------------------------------------------------------------------ low level I/O
 def _sniff(path: Path) -> None:
-    """Refuse anything that is not a safetensors file, without interpreting it."""
+    """Refuse anything that is not a safetensors file, without interpreting it.
+
+    The safetensors layout is checked first (8-byte little-endian header length, then a
+    JSON object), so a real model whose header length happens to start with byte 0x80
+    or the letters 'PK' is not mistaken for a pickle or a zip archive."""
     if not path.exists():
         raise ModelFileError("model file not found", path)
     if path.is_dir():
         raise ModelFileError("is a folder, expected a model file (.safetensors)", path)
     size = path.stat().st_size
+    if size == 0:
+        raise ModelFileError("model file is empty (0 bytes); was the copy interrupted? copy it again", path)
     with open(path, "rb") as fh:
         head = fh.read(9)
-    if size < 8 or len(head) < 8:
-        raise ModelFileError(f"model file is truncated ({size} bytes)", path)
-    if head[:1] == b"\x80" or head[:2] in (b"PK",):
+    if len(head) == 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 0 < n <= _MAX_HEADER and head[8:9] == b"{":
+            if 8 + n > size:
+                raise ModelFileError(f"model file is truncated ({size} bytes, its header alone needs {8 + n}); "
+                                     "was the copy interrupted? copy it again", path)
+            return
+    if head[:1] == b"\x80" or head[:2] == b"PK":
         raise ModelFileError("looks like a pickle/torch.save file; napari-rarepheno only loads "
-                             "safetensors model files and never unpickles (that could run code)", path)
-    (n,) = struct.unpack("<Q", head[:8])
-    if n <= 0 or n > _MAX_HEADER or 8 + n > size or head[8:9] != b"{":
-        raise ModelFileError("not a safetensors model file (bad header) or the file is truncated", path)
+                             "safetensors model files it wrote and never unpickles (that could run code)", path)
+    if len(head) < 9:
+        raise ModelFileError(f"model file is truncated ({size} bytes)", path)
+    raise ModelFileError("not a napari-rarepheno model file (not safetensors: bad header) or the file is "
+                         "truncated", path)
 
 
-def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load all tensors and the rarepheno JSON document of a safetensors file."""
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """blake2b over names, dtypes, shapes and bytes of every tensor (detects bit rot and
+    half-copied files that still have the right length)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(tensors):
+        t = tensors[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _header(path: Path) -> dict:
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
-    path = Path(path)
-    _sniff(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        tensors = load_file(str(path))
+            return f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types
-        raise ModelFileError(f"model file is corrupt or truncated ({e})", path) from None
+        raise ModelFileError(f"model file is corrupt or truncated ({str(e).splitlines()[0] if str(e) else e!r})",
+                             path) from None
+
+
+def _doc(header: dict, path: Path) -> dict:
     if _META_KEY not in header:
         raise ModelFileError("it is a safetensors file but not a napari-rarepheno model "
                              "(no rarepheno metadata)", path)
     try:
         doc = json.loads(header[_META_KEY])
     except json.JSONDecodeError as e:
-        raise ModelFileError(f"its metadata is not valid JSON ({e})", path) from None
+        raise ModelFileError(f"its metadata is not valid JSON ({e}); the file is corrupt", path) from None
+    if not isinstance(doc, dict):
+        raise ModelFileError("its metadata is not a JSON object; the file is corrupt", path)
+    return doc
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load all tensors and the rarepheno JSON document of a safetensors file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    _sniff(path)
+    header = _header(path)
+    doc = _doc(header, path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+        raise ModelFileError(f"model file is corrupt or truncated ({str(e).splitlines()[0] if str(e) else e!r})",
+                             path) from None
+    want = header.get(_SUM_KEY)
+    if want is not None and _checksum(tensors) != want:
+        raise ModelFileError("model file is corrupt: its weights do not match the checksum stored when it was "
+                             "written (damaged or half-copied file?); copy it again", path)
     return tensors, doc
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], doc: dict) -> Path:
-    """Write tensors + JSON atomically (temp file in the same folder, then rename)."""
+    """Write tensors + JSON atomically (temp file in the same folder, then rename).
+
+    On any failure (disk full, folder not writable, Ctrl-C) the temp file is removed
+    and an existing file at ``path`` is left exactly as it was."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise InputError("cannot write the model file: the folder is not writable", folder)
+    if path.is_dir():
+        raise OutputError("is a folder; give a model file name ending in .safetensors", path)
+    folder = ensure_writable_dir(path.parent)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    tmp = None
     try:
-        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(doc)})
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        save_file(tensors, tmp, metadata={_META_KEY: json.dumps(doc), _SUM_KEY: _checksum(tensors)})
         os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"could not write the model file ({e.strerror or e})", path) from None
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise output_error(e, path, "could not write the model file") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_model_output(path: str | Path) -> Path:
+    """Fail early (before loading data or training) when ``path`` cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError("is a folder; give a model file name ending in .safetensors", path)
+    ensure_writable_dir(path.parent, create=False)
+    return path
+
+
+def remove_stale_temps(*paths: str | Path) -> list[Path]:
+    """Delete temporary files a killed run left beside ``paths`` (``.NAME.*.tmp``; the
+    real files are intact, renames are atomic). Call only when starting a run on them."""
+    gone = []
+    for p in map(Path, paths):
+        if not p.parent.is_dir():
+            continue
+        for tmp in [*p.parent.glob(f".{p.name}.*.tmp"), p.parent / f".{p.name}.tmp"]:
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                gone.append(tmp)
+    return gone
 
 
 # ------------------------------------------------------------------- model files
@@ -153,11 +241,16 @@ def load_model(path: str | Path, expect_kind: str | None = None, device: str | t
     tensors, doc = read_tensors(path)
     if "meta" not in doc:
         raise ModelFileError("it has no model metadata (is it a training-state file?)", path)
+    if "train_state" in doc:
+        raise ModelFileError("this is a training-state file (for --resume), not a model; load the model file "
+                             "next to it (MODEL.safetensors, without .last)", path)
     meta = ModelMeta.from_json(json.dumps(doc["meta"]), path)
     if expect_kind is not None and meta.kind != expect_kind:
         raise ModelFileError(f"it is a {meta.kind} model, but a {expect_kind} model is needed here", path)
     try:
         model = build_model(meta.kind, meta.config)
+    except ModelFileError as e:
+        raise ModelFileError(f"{e}; was it written by a newer napari-rarepheno?", path) from None
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"its network config is invalid ({e})", path) from None
     state = model.state_dict()
@@ -174,6 +267,10 @@ def load_model(path: str | Path, expect_kind: str | None = None, device: str | t
         if wrong:
             parts.append("shape mismatch " + "; ".join(wrong[:5]))
         raise ModelFileError("weights do not match its network config: " + ", ".join(parts), path)
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ModelFileError(f"the weights contain NaN/inf values ({', '.join(bad[:3])}); the training that "
+                             "wrote it diverged - train again with a lower learning rate", path)
     model.load_state_dict(tensors)
     model.to(device).eval()
     return LoadedModel(model, meta, path)
@@ -181,20 +278,11 @@ def load_model(path: str | Path, expect_kind: str | None = None, device: str | t
 
 def read_meta(path: str | Path) -> ModelMeta:
     """Only the metadata (fast: reads the header alone)."""
-    from safetensors import safe_open
-
     path = Path(path)
     _sniff(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except Exception as e:
-        raise ModelFileError(f"model file is corrupt or truncated ({e})", path) from None
-    if _META_KEY not in header:
-        raise ModelFileError("it is a safetensors file but not a napari-rarepheno model", path)
-    doc = json.loads(header[_META_KEY])
+    doc = _doc(_header(path), path)
     if "meta" not in doc:
-        raise ModelFileError("it has no model metadata", path)
+        raise ModelFileError("it has no model metadata (is it a training-state file?)", path)
     return ModelMeta.from_json(json.dumps(doc["meta"]), path)
 
 

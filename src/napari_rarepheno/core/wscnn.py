@@ -99,9 +99,20 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     """Train a WSCNN on ``DATA/train`` (validating on ``DATA/val``) and write ``out``.
 
     ``init_from`` continues training from an existing model file (fine-tuning)."""
+    from .device import resolve_device, resolve_precision
+    from .modelfile import check_model_output, remove_stale_temps
+
     opts = opts or WSCNNOptions()
     cfg = cfg or TrainConfig()
     cfg.validate()
+    # fail before reading any image: a bad device or an unwritable --out would otherwise
+    # only show after the data set is loaded (or, for --out, after the first epoch)
+    resolve_precision(cfg.precision, resolve_device(cfg.device))
+    if out:
+        from .train import checkpoint_paths
+
+        check_model_output(out)
+        remove_stale_temps(*checkpoint_paths(Path(out)))  # left by a killed run; the real files are intact
     train, val = load_train_val(data_dir, opts, cfg.seed, load_progress)
     model, meta = build_wscnn(train, opts, cfg.seed)
     if init_from is not None:
@@ -127,9 +138,10 @@ def as_loaded(model: str | Path | LoadedModel, kind: str = "wscnn") -> LoadedMod
 
 def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, device: str = "auto",
                    localization: bool = True, saliency_config=None, batch_size: int = 16,
-                   progress=None) -> dict:
+                   progress=None, channels: Sequence[int] | None = None) -> dict:
     """Accuracy/precision/recall on a split folder; with ``objects.csv`` also the paper's
-    localisation metric on the positive images."""
+    localisation metric on the positive images. ``channels`` (``--channels``) overrides the
+    channel selection stored in the model."""
     from .data.objects import read_objects
     from .device import resolve_device
     from .metrics import binary_metrics, localization_counts, localization_metrics
@@ -138,12 +150,12 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
 
     lm = as_loaded(model)
     split_dir = Path(split_dir)
-    data = load_wscnn_split(split_dir, lm.meta.channels, lm.model.min_input_size)
+    dev = resolve_device(device)
+    data = load_wscnn_split(split_dir, lm.meta.channels if channels is None else channels, lm.model.min_input_size)
     expected = lm.model.config.in_channels
     if data.n_channels != expected:
         raise InputError(f"the model expects {expected} channel(s) but the images have {data.n_channels}; "
                          "use --channels", split_dir)
-    dev = resolve_device(device)
     lm.model.to(dev)
     norm = Normalization.from_dict(lm.meta.normalization)
     objects_csv = split_dir / "objects.csv"

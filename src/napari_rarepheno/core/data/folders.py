@@ -7,12 +7,15 @@ Layouts:
   one file per channel paired by a channel token (``channel_files=("rfp", "gfp")`` pairs
   ``X_rfp.tif`` with ``X_gfp.tif``).
 
-Non-image files are skipped with a warning naming them; unreadable images stop the load
-with a message naming the file (nothing is half-loaded).
+Non-image files (notes, ``Thumbs.db``...) and subfolders inside a class folder are skipped
+with a warning naming them (never opened, never executed); hidden files are ignored.
+Unreadable images stop the load with a message naming the file (nothing is half-loaded).
+Constant and duplicated images are loaded and reported in one warning each.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..imageio import is_image_file, read_image
+from ..imageio import IMAGE_SUFFIXES, check_fits_in_memory, is_constant, is_image_file, read_image
 
 SPLITS = ("train", "val", "test")
 WSCNN_CLASSES = ("negative", "positive")
@@ -86,12 +89,18 @@ def list_class_files(root: Path, class_names: Sequence[str] | None = None,
         if not folder.is_dir():
             raise InputError(f"missing class folder '{cls}/' (found: "
                              f"{sorted(p.name for p in root.iterdir() if p.is_dir()) or 'nothing'})", root)
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        files = [p for p in entries if p.is_file()]
         images = [p for p in files if is_image_file(p)]
         skipped = [p.name for p in files if not is_image_file(p)]
         if skipped:
-            warnings.warn(f"{folder}: skipped {len(skipped)} non-image file(s): {', '.join(skipped[:5])}",
+            warnings.warn(f"{folder}: skipped {len(skipped)} non-image file(s): {', '.join(skipped[:5])}"
+                          f"{' ...' if len(skipped) > 5 else ''} (only {', '.join(IMAGE_SUFFIXES)} are read)",
                           stacklevel=2)
+        subdirs = [p.name for p in entries if p.is_dir()]
+        if subdirs:
+            warnings.warn(f"{folder}: ignored {len(subdirs)} subfolder(s): {', '.join(subdirs[:5])}; images "
+                          "must sit directly in the class folder", stacklevel=2)
         if channel_files:
             images = _pair_channel_files(folder, images, channel_files)
         out[cls] = images
@@ -129,7 +138,7 @@ def _pair_channel_files(folder: Path, files: list[Path], tokens: Sequence[str]) 
 
 def _read_entry(entry, channels, min_size) -> np.ndarray:
     if isinstance(entry, tuple):  # one file per channel
-        planes = [read_image(p, min_size=min_size) for p in entry]
+        planes = [read_image(p, min_size=min_size, warn_constant=False) for p in entry]
         for p, pl in zip(entry, planes):
             if pl.shape[0] != 1:
                 raise InputError(f"--channel-files expects single-channel files, this one has {pl.shape[0]}", p)
@@ -141,7 +150,7 @@ def _read_entry(entry, channels, min_size) -> np.ndarray:
             from ..imageio import select_channels
             img = select_channels(img, channels, entry[0])
         return img
-    return read_image(entry, channels, min_size=min_size)
+    return read_image(entry, channels, min_size=min_size, warn_constant=False)
 
 
 def group_of(path: Path, group_regex: str | None = None, table: dict[str, str] | None = None) -> str:
@@ -172,26 +181,52 @@ def read_groups_csv(path: Path) -> dict[str, str]:
 def load_class_folders(root: str | Path, class_names: Sequence[str] | None = None, *,
                        channels: Sequence[int] | None = None, channel_files: Sequence[str] | None = None,
                        group_regex: str | None = None, groups_csv: str | Path | None = None,
-                       min_size: int = 1, min_per_class: int = 1, progress=None) -> ImageSet:
+                       min_size: int = 1, min_per_class: int = 1, min_classes: int = 1,
+                       progress=None) -> ImageSet:
     """Load every image of ``ROOT/<class>/`` into one (N, C, H, W) array.
 
     Images of different sizes are padded (bottom/right, zeros) to the largest with a warning.
+    Constant images and duplicated images (identical pixels, e.g. one file copied into two
+    class folders) are loaded but reported in one warning each. ``min_classes=2`` is for
+    training a classifier (one class folder alone cannot teach anything).
     """
     root = Path(root)
     files = list_class_files(root, class_names, channel_files)
     class_names = list(files)
+    if len(class_names) < min_classes:
+        raise InputError(f"found only {len(class_names)} class folder(s) ({', '.join(c + '/' for c in class_names)}); "
+                         f"training needs at least {min_classes} classes, one subfolder of images each", root)
     few = [f"{c}/ has {len(v)}" for c, v in files.items() if len(v) < min_per_class]
     if few:
         raise InputError(f"need at least {min_per_class} images per class for this step: {', '.join(few)}", root)
     table = read_groups_csv(Path(groups_csv)) if groups_csv else None
     arrays, labels, paths = [], [], []
+    constant: list[Path] = []
+    seen: dict[bytes, int] = {}
+    dups: list[tuple[int, int]] = []
     entries = [(ci, e) for ci, c in enumerate(class_names) for e in files[c]]
     for k, (ci, entry) in enumerate(entries):
-        arrays.append(_read_entry(entry, channels, min_size))
+        img = _read_entry(entry, channels, min_size)
+        path = entry[0] if isinstance(entry, tuple) else entry
+        if k == 0:  # refuse a folder that cannot fit in memory before reading all of it
+            check_fits_in_memory(len(entries) * img.size, 4, root,
+                                 f"{len(entries)} images of {img.shape[0]}x{img.shape[1]}x{img.shape[2]}")
+        if is_constant(img):
+            constant.append(path)
+        else:
+            h = hashlib.blake2b(str(img.shape).encode(), digest_size=16)
+            h.update(np.ascontiguousarray(img).tobytes())
+            key = h.digest()
+            if key in seen:
+                dups.append((seen[key], k))
+            else:
+                seen[key] = k
+        arrays.append(img)
         labels.append(ci)
-        paths.append(entry[0] if isinstance(entry, tuple) else entry)
+        paths.append(path)
         if progress is not None:
             progress(k + 1, len(entries))
+    _warn_constant_and_duplicates(root, constant, dups, paths, labels, class_names)
     nch = {a.shape[0] for a in arrays}
     if len(nch) > 1:
         counts = {n: next(p for p, a in zip(paths, arrays) if a.shape[0] == n) for n in nch}
@@ -201,6 +236,26 @@ def load_class_folders(root: str | Path, class_names: Sequence[str] | None = Non
     images = stack_padded(arrays, paths)
     groups = [group_of(p, group_regex, table) for p in paths]
     return ImageSet(images, np.asarray(labels, dtype=np.int64), class_names, paths, groups, root)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _warn_constant_and_duplicates(root, constant, dups, paths, labels, class_names) -> None:
+    if constant:
+        warnings.warn(f"{root}: {len(constant)} constant image(s) (every pixel equal, no signal): "
+                      f"{', '.join(_rel(p, root) for p in constant[:5])}{' ...' if len(constant) > 5 else ''}",
+                      stacklevel=3)
+    if dups:
+        clash = [(a, b) for a, b in dups if labels[a] != labels[b]]
+        shown = (clash or dups)[:3]
+        pairs = "; ".join(f"{_rel(paths[a], root)} = {_rel(paths[b], root)}" for a, b in shown)
+        if clash:
+            warnings.warn(f"{root}: {len(clash)} image(s) appear in two class folders with identical pixels "
+                          f"(contradicting labels): {pairs}; remove the wrong copy", stacklevel=3)
+        else:
+            warnings.warn(f"{root}: {len(dups)} duplicated image(s) (identical pixels): {pairs}", stacklevel=3)
 
 
 def stack_padded(arrays: list[np.ndarray], paths: list[Path]) -> np.ndarray:
@@ -225,8 +280,13 @@ def find_splits(data: str | Path) -> dict[str, Path]:
     found = {s: data / s for s in SPLITS if (data / s).is_dir()}
     if found:
         return found
-    if all((data / c).is_dir() for c in WSCNN_CLASSES):
+    present = [c for c in WSCNN_CLASSES if (data / c).is_dir()]
+    if len(present) == len(WSCNN_CLASSES):
         return {"train": data}
+    if present:
+        missing = [c + "/" for c in WSCNN_CLASSES if c not in present]
+        raise InputError(f"only one class: found {present[0]}/ but no {' or '.join(missing)}; a WSCNN data set "
+                         "needs both negative/ and positive/ image folders", data)
     subs = sorted(p.name for p in data.iterdir() if p.is_dir())
     raise InputError("expected train/ val/ test/ subfolders, or negative/ and positive/ class folders "
                      f"(found: {', '.join(subs) or 'nothing'})", data)

@@ -1,0 +1,219 @@
+"""Shared CLI plumbing: one-line errors, Ctrl-C as a cancel token, tqdm progress."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..core.errors import RarephenoError
+from ..core.progress import CancelToken, Progress
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"rarepheno: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+@contextmanager
+def ctrl_c_cancels(token: CancelToken):
+    """First Ctrl-C asks the engine to stop at the next batch (keeping best and last
+    checkpoints); a second one aborts at once."""
+    def handler(signum, frame):
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        print("\nrarepheno: stopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield token
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+class TrainBar:
+    """Progress callback printing a tqdm bar over all batches plus one line per epoch."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if p.stage == "batch":
+            if self.bar is None:
+                self.bar = tqdm(total=p.n_epochs * p.n_batches, unit="batch", dynamic_ncols=True,
+                                initial=p.epoch * p.n_batches, file=sys.stderr)
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=p.epoch + 1, loss=f"{p.loss:.4f}")
+        elif p.stage == "epoch":
+            m = p.metrics
+            line = f"epoch {p.epoch}/{p.n_epochs}  train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.3f}"
+            if "val_loss" in m:
+                line += f"  val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.4f}"
+            line += "  *best*" if m.get("best") else ""
+            (self.bar.write if self.bar else print)(line)
+        elif p.stage in ("done", "cancelled"):
+            if self.bar is not None:
+                self.bar.close()
+            print(p.message, file=sys.stderr)
+
+
+def count_bar(desc: str, quiet: bool = False):
+    """A ``progress(done, total)`` callable backed by tqdm."""
+    state = {}
+
+    def progress(done: int, total: int) -> None:
+        if quiet:
+            return
+        from tqdm import tqdm
+
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, file=sys.stderr)
+        bar = state["bar"]
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+    return progress
+
+
+def write_json(path: str | Path | None, data: dict) -> None:
+    """Print ``data`` as JSON and, with ``path``, write it atomically (temp file + rename).
+    Callers check ``--overwrite`` before the work (see :func:`refuse_overwrite`)."""
+    from ..core.errors import ensure_writable_dir, output_error
+
+    text = json.dumps(data, indent=2, default=float)
+    if path:
+        path = Path(path)
+        ensure_writable_dir(path.parent)
+        tmp = path.with_name("." + path.name + ".tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise output_error(e, path, "could not write the JSON file") from None
+    print(text)
+
+
+def run_safely(func, args) -> int:
+    """Run a sub-command: engine errors and OS errors become one line and exit code 2;
+    Ctrl-C (when the command does not turn it into a clean stop itself) exits 130."""
+    from ..core.errors import Cancelled, os_error_message
+
+    try:
+        return int(func(args) or 0)
+    except Cancelled:
+        print("rarepheno: stopped", file=sys.stderr)
+        return 130
+    except RarephenoError as e:
+        fail(str(e))
+    except FileNotFoundError as e:
+        fail(f"{e.filename}: not found")
+    except OSError as e:  # permission, read-only disk, disk full, a file where a folder should be...
+        fail(f"{e.filename}: {os_error_message(e)}" if e.filename else os_error_message(e))
+    except FloatingPointError as e:  # training diverged: the message says what to do
+        fail(str(e))
+    except MemoryError:
+        fail("not enough memory; use smaller or fewer images, a smaller --batch-size, or --tile for big fields")
+    except KeyboardInterrupt:
+        print("rarepheno: aborted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def add_train_args(p, default_epochs: int) -> None:
+    """Options every ``train`` sub-command shares (one trainer serves both networks)."""
+    p.add_argument("--out", required=True, help="model file to write (.safetensors); beside it go "
+                   "MODEL.last.safetensors (resume state) and MODEL.log.csv")
+    p.add_argument("--epochs", type=int, default=default_epochs)
+    p.add_argument("--recipe", choices=["fast", "paper"], default="fast",
+                   help="'paper' reproduces the paper's optimiser and schedule; 'fast' (AdamW, one-cycle) "
+                   "is the default")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--resume", action="store_true", help="continue from MODEL.last.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL and its run files "
+                   "(without it, an existing --out is refused unless --resume is given)")
+    p.add_argument("--init-from", default=None, help="start from the weights of this model file (fine-tune)")
+    p.add_argument("--early-stop", type=int, default=None, help="stop after N epochs without improvement")
+    p.add_argument("--quiet", action="store_true")
+    add_channel_args(p)
+
+
+def add_channel_args(p) -> None:
+    p.add_argument("--channels", default=None, help="channels to use, in order, e.g. 0,1 (default: all)")
+
+
+def train_config_from_args(args):
+    """The validated :class:`TrainConfig` of a ``train`` command.
+
+    Everything that can be checked before reading the data is checked here, for both
+    networks: the numbers (epochs, batch size...), the device and precision, and the
+    output (writable; an existing model or run is never replaced without --overwrite,
+    and --resume is the way to continue one)."""
+    from ..core.device import resolve_device, resolve_precision
+    from ..core.train import TrainConfig
+
+    cfg = TrainConfig(epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size, lr=args.lr,
+                      device=args.device, precision=args.precision, seed=args.seed, threads=args.threads,
+                      early_stop=args.early_stop)
+    cfg.validate()
+    if args.threads is not None and args.threads < 1:
+        from ..core.errors import InputError
+        raise InputError(f"--threads must be a positive whole number, got {args.threads}")
+    resolve_precision(cfg.precision, resolve_device(cfg.device))
+    check_train_out(args)
+    return cfg
+
+
+def check_train_out(args) -> None:
+    """Refuse to clobber a previous model or run; say what --resume will do."""
+    from ..core.errors import InputError
+    from ..core.modelfile import check_model_output, remove_stale_temps
+    from ..core.train import checkpoint_paths
+
+    if getattr(args, "overwrite", False) and getattr(args, "resume", False):
+        raise InputError("choose one: --resume (continue the run) or --overwrite (start again)")
+    best, last, log = checkpoint_paths(Path(args.out))
+    check_model_output(best)
+    if getattr(args, "resume", False):
+        remove_stale_temps(best, last, log)  # a killed run may leave them; the real files are intact
+        if not last.exists():
+            print(f"rarepheno: note: nothing to resume ({last} does not exist); starting at epoch 1",
+                  file=sys.stderr)
+            if best.exists() and not getattr(args, "overwrite", False):
+                raise InputError("exists already but has no training state to resume from; pass --overwrite to "
+                                 "train a new model in its place, or choose another --out", best)
+        return
+    if getattr(args, "overwrite", False):
+        return
+    existing = [p for p in (best, last, log) if p.exists()]
+    if existing:
+        raise InputError("exists already (a previous model or run); pass --resume to continue that run or "
+                         "--overwrite to replace it", existing[0])
+
+
+def refuse_overwrite(path: Path, overwrite: bool) -> None:
+    """Before the work: refuse an existing output without --overwrite, and an unwritable one."""
+    from ..core.errors import OutputError, ensure_writable_dir
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError("is a folder; give a file name", path)
+    if path.exists() and not overwrite:
+        raise OutputError("exists already; pass --overwrite to replace it", path)
+    ensure_writable_dir(path.parent, create=False)

@@ -1,0 +1,163 @@
+"""``rarepheno simulate | mosaic | train wscnn | evaluate | predict | info``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import (add_channel_args, add_train_args, count_bar, ctrl_c_cancels, train_config_from_args,
+                     write_json, TrainBar)
+
+
+def _range(text: str) -> tuple[int, int]:
+    a, _, b = text.partition("-")
+    return int(a), int(b or a)
+
+
+def cmd_simulate(args) -> int:
+    from ..core.data.synthetic import SimConfig, simulate
+
+    cfg = SimConfig(n_per_class=args.n_per_class, rare_fraction=args.rare_fraction, seed=args.seed)
+    summary = simulate(Path(args.data), cfg, overwrite=args.overwrite)
+    print(f"wrote {args.data}: {summary}")
+    return 0
+
+
+def cmd_mosaic(args) -> int:
+    from ..core.data.mosaic import MosaicConfig, build_mosaics
+
+    gh, _, gw = args.grid.partition("x")
+    cfg = MosaicConfig(rare=tuple(args.rare.split(",")), common=tuple(args.common.split(",")),
+                       grid=(int(gh), int(gw or gh)), rare_per_positive=_range(args.rare_per_positive),
+                       n_per_class=args.n_per_class, seed=args.seed)
+    summary = build_mosaics(Path(args.crops), Path(args.data), cfg, overwrite=args.overwrite)
+    print(f"wrote {args.data}: {summary}")
+    return 0
+
+
+def cmd_train_wscnn(args) -> int:
+    from ..core.data.folders import parse_channels
+    from ..core.progress import CancelToken
+    from ..core.wscnn import WSCNNOptions, train_wscnn
+
+    opts = WSCNNOptions(depth=args.depth, head=args.head, conv2_kernel=args.conv2_kernel,
+                        channels=parse_channels(args.channels))
+    if args.no_augment:
+        from ..core.augment import AugmentConfig
+        opts.augment = AugmentConfig.none()
+    cfg = train_config_from_args(args)
+    with ctrl_c_cancels(CancelToken()) as token:
+        res = train_wscnn(args.data, args.out, opts, cfg, callback=TrainBar(args.quiet), cancel=token,
+                          resume=args.resume, init_from=args.init_from,
+                          load_progress=count_bar("loading images", args.quiet))
+    best = res.history[res.best_epoch - 1] if res.best_epoch else {}
+    print(f"{'stopped' if res.cancelled else 'trained'}: best epoch {res.best_epoch} "
+          f"{ {k: round(v, 4) for k, v in best.items() if k.startswith('val')} } -> {res.best_path}")
+    return 130 if res.cancelled else 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..core.data.folders import parse_channels
+    from ..core.modelfile import read_meta
+    from .common import refuse_overwrite
+
+    meta = read_meta(args.model)
+    if args.json:  # before the work, not after it
+        refuse_overwrite(Path(args.json), args.overwrite)
+    if meta.kind == "wscnn":
+        from ..core.wscnn import evaluate_wscnn
+
+        res = evaluate_wscnn(args.model, args.test, device=args.device, progress=count_bar("evaluating", args.quiet),
+                             channels=parse_channels(args.channels))
+        if not args.per_image:
+            for k in ("probabilities", "images", "labels"):
+                res.pop(k, None)
+    else:
+        from ..core.deepyeast import evaluate_deepyeast
+
+        res = evaluate_deepyeast(args.model, args.test, device=args.device, args=args)
+    write_json(args.json, res)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ..core.modelfile import read_meta
+
+    meta = read_meta(args.model)
+    if meta.kind == "wscnn":
+        from ..core.batch import predict_wscnn_files
+        from ..core.data.folders import parse_channels
+
+        predict_wscnn_files(args.model, [Path(p) for p in args.inputs], Path(args.out), device=args.device,
+                            tile=args.tile, overwrite=args.overwrite, resume=args.resume,
+                            channels=parse_channels(args.channels), progress=count_bar("predicting", args.quiet))
+    else:
+        from ..core.deepyeast import predict_deepyeast_cli
+
+        predict_deepyeast_cli(args)
+    print(f"wrote {args.out}/predictions.csv", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from ..core.modelfile import read_meta
+
+    write_json(None, read_meta(args.model).__dict__)
+    return 0
+
+
+def add_parser(sub, train_sub) -> None:
+    p = sub.add_parser("simulate", help="the WSCNN paper's simulated data (ellipses with rare circles)")
+    p.add_argument("data")
+    p.add_argument("--n-per-class", type=int, default=2000, help="images per class over all three splits")
+    p.add_argument("--rare-fraction", type=float, default=0.1, help="0.1 = Sim Data 1, 0.2 = Sim Data 2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("mosaic", help="weakly labeled fields tiled from per-cell crop folders")
+    p.add_argument("crops")
+    p.add_argument("data")
+    p.add_argument("--rare", required=True, help="comma-separated rare classes, e.g. meta,pro")
+    p.add_argument("--common", required=True, help="comma-separated common classes, e.g. inter")
+    p.add_argument("--grid", default="4x4")
+    p.add_argument("--rare-per-positive", default="1-3")
+    p.add_argument("--n-per-class", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_mosaic)
+
+    p = train_sub.add_parser("wscnn", help="weakly supervised CNN from image-level labels")
+    p.add_argument("data", help="DATA/{train,val,test}/{negative,positive}/")
+    add_train_args(p, default_epochs=20)
+    p.add_argument("--depth", type=int, choices=[4, 6], default=4)
+    p.add_argument("--head", choices=["max", "avg", "fc"], default="max")
+    p.add_argument("--conv2-kernel", type=int, choices=[3, 5, 7], default=3, help="7 for cell images")
+    p.add_argument("--no-augment", action="store_true")
+    p.set_defaults(func=cmd_train_wscnn)
+
+    p = sub.add_parser("evaluate", help="metrics of a model on a test folder (JSON)")
+    p.add_argument("model")
+    p.add_argument("test")
+    p.add_argument("--json", default=None, help="also write the JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--per-image", action="store_true", help="include per-image probabilities")
+    p.add_argument("--quiet", action="store_true")
+    add_channel_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict images/folders; writes predictions.csv, saliency and masks")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile", type=int, default=None, help="tile size for big fields (px)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--resume", action="store_true", help="skip images already in predictions.csv")
+    p.add_argument("--quiet", action="store_true")
+    add_channel_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("info", help="print a model file's metadata")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_info)

@@ -1,0 +1,77 @@
+"""The CLI contract for WSCNN: simulate -> train -> evaluate -> predict, on a tiny set."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_rarepheno.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "sim"
+    assert main(["simulate", str(data), "--n-per-class", "12", "--seed", "1"]) == 0
+    model = root / "m.safetensors"
+    assert main(["train", "wscnn", str(data), "--out", str(model), "--epochs", "1", "--batch-size", "4",
+                 "--quiet"]) == 0
+    return root, data, model
+
+
+def test_simulate_layout(tiny):
+    _, data, _ = tiny
+    for split in ("train", "val", "test"):
+        assert (data / split / "objects.csv").exists()
+        assert len(list((data / split / "positive").glob("*.png"))) == 4
+
+
+def test_train_writes_best_last_log(tiny):
+    root, _, model = tiny
+    assert model.exists()
+    assert (root / "m.last.safetensors").exists()
+    assert (root / "m.log.csv").exists()
+
+
+def test_evaluate_json_keys(tiny, capsys):
+    root, data, model = tiny
+    out = root / "metrics.json"
+    assert main(["evaluate", str(model), str(data / "test"), "--json", str(out), "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    for k in ("accuracy", "precision", "recall", "n", "localization_accuracy", "localization_precision",
+              "localization_recall"):
+        assert k in res, k
+    assert res["n"] == 8
+    assert 0.0 <= res["accuracy"] <= 1.0
+
+
+def test_predict_outputs_and_resume(tiny):
+    root, data, model = tiny
+    out = root / "pred"
+    inputs = [str(data / "test" / "positive"), str(data / "test" / "negative")]
+    assert main(["predict", str(model), *inputs, "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == 8
+    assert {"image", "p_negative", "p_positive", "predicted"} <= set(rows[0])
+    p = float(rows[0]["p_positive"]) + float(rows[0]["p_negative"])
+    assert p == pytest.approx(1.0, abs=1e-4)
+    name = rows[0]["name"]
+    sal = tifffile.imread(out / f"{name}_saliency.tif")
+    mask = tifffile.imread(out / f"{name}_mask.tif")
+    assert sal.dtype == np.float32 and sal.shape == (210, 280)
+    assert mask.shape == (210, 280) and np.issubdtype(mask.dtype, np.integer)
+    # a second run refuses to clobber, --resume skips what is done
+    with pytest.raises(SystemExit):
+        main(["predict", str(model), *inputs, "--out", str(out), "--quiet"])
+    assert main(["predict", str(model), *inputs, "--out", str(out), "--resume", "--quiet"]) == 0
+    assert len(list(csv.DictReader(open(out / "predictions.csv")))) == 8
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "wscnn", str(tmp_path / "nope"), "--out", str(tmp_path / "m.safetensors")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rarepheno: error:") and "nope" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.safetensors").exists()
