@@ -1,0 +1,153 @@
+"""WSCNN prediction: channel checks, batches, and tiled == untiled."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_rarepheno.core.errors import Cancelled, InputError
+from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta, load_model, save_model
+from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
+from napari_rarepheno.core.predict import (classify_batch, default_overlap, min_overlap, owned_units, plan_tiles,
+                                           predict_wscnn, saliency_batch)
+from napari_rarepheno.core.progress import CancelToken
+
+
+def random_wscnn(channels=None, in_channels=1, head="max", depth=4, seed=0) -> LoadedModel:
+    """Random weights with non-trivial BatchNorm statistics (eval mode)."""
+    torch.manual_seed(seed)
+    m = WSCNN(WSCNNConfig(in_channels=in_channels, widths=(4, 4, 4), head=head, depth=depth))
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.3)
+                mod.running_var.uniform_(0.5, 2.0)
+    meta = ModelMeta("wscnn", config_to_dict(m.config), ["negative", "positive"], channels=channels,
+                     normalization={"mean": [0.4] * in_channels, "std": [0.2] * in_channels})
+    return LoadedModel(m.eval(), meta)
+
+
+@pytest.fixture(scope="module")
+def big_image():
+    rng = np.random.default_rng(0)
+    img = rng.random((1, 600, 700), dtype=np.float32) * 0.3
+    img[0, 300:315, 410:425] = 1.0  # something bright for the class maps to see
+    return img
+
+
+@pytest.fixture(scope="module")
+def untiled(big_image):
+    lm = random_wscnn()
+    return lm, predict_wscnn(lm, big_image, saliency=True)
+
+
+def test_untiled_prediction_shapes(untiled, big_image):
+    lm, p = untiled
+    assert p.probabilities.shape == (2,) and abs(p.probabilities.sum() - 1) < 1e-6
+    assert p.class_maps.shape == (2, 600, 700) and p.class_maps.dtype == np.float32
+    assert p.saliency.shape == (600, 700) and p.saliency.dtype == np.float32
+    assert p.class_names == ["negative", "positive"] and p.predicted in p.class_names and p.n_tiles == 1
+    # probabilities agree with the plain forward pass
+    with torch.no_grad():
+        x = (torch.from_numpy(big_image)[None] - 0.4) / 0.2
+        ref = torch.softmax(lm.model(x), 1)[0].numpy()
+    np.testing.assert_allclose(p.probabilities, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("tile,mode", [(256, "map"), (384, "max")])
+def test_tiled_equals_untiled(untiled, big_image, tile, mode):
+    lm, ref = untiled
+    if mode != "map":
+        ref = predict_wscnn(lm, big_image, saliency_mode=mode)
+    calls = []
+    p = predict_wscnn(lm, big_image, tile=tile, saliency_mode=mode, callback=calls.append)
+    assert p.n_tiles > 1 and calls and calls[-1].fraction == 1.0
+    scale = np.abs(ref.class_maps).max()
+    assert np.abs(p.class_maps - ref.class_maps).max() <= 1e-4 * scale
+    np.testing.assert_allclose(p.probabilities, ref.probabilities, atol=1e-5)
+    assert np.abs(p.saliency - ref.saliency).max() <= 1e-4 * ref.saliency.max()
+
+
+def test_tile_plan_and_ownership():
+    lm = random_wscnn()
+    m = lm.model
+    assert min_overlap(m) == 72 and default_overlap(m) == 80  # receptive field 70 px
+    for n in (130, 600, 701, 1000):
+        spans = plan_tiles(n, 256, 80, 8)
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(s % 8 == 0 for s, _ in spans)
+        assert all(b[0] <= a[1] - 80 for a, b in zip(spans, spans[1:]))  # overlap >= 80 px
+        own = owned_units(m, n, spans)  # a partition of the global class map
+        assert own[0][0] == 0 and own[-1][1] == m.class_map_size(n, n)[0]
+        assert all(a[1] == b[0] for a, b in zip(own, own[1:]))
+
+
+def test_tiling_refusals(big_image):
+    with pytest.raises(InputError, match="overlap 40 px is too small"):
+        predict_wscnn(random_wscnn(), big_image, tile=256, overlap=40, saliency=False)
+    with pytest.raises(InputError, match="tile size 64 px is too small"):
+        predict_wscnn(random_wscnn(), big_image, tile=64, saliency=False)
+    avg = random_wscnn(head="avg")
+    with pytest.raises(InputError, match="head='avg'"):
+        predict_wscnn(avg, big_image, tile=256, saliency=False)
+    small = big_image[:, :200, :200]
+    assert predict_wscnn(avg, small, saliency=False).saliency is None  # untiled avg head is fine
+    with pytest.raises(InputError, match="saliency mode"):
+        predict_wscnn(random_wscnn(), small, saliency_mode="sum")
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        predict_wscnn(random_wscnn(), big_image, tile=256, cancel=token)
+
+
+def test_channel_selection_and_refusals():
+    rng = np.random.default_rng(1)
+    img3 = rng.random((3, 96, 96), dtype=np.float32)
+    lm = random_wscnn(channels=[2])
+    a = predict_wscnn(lm, img3, saliency=False)
+    b = predict_wscnn(lm, img3[2:3], saliency=False)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    plain = random_wscnn()
+    with pytest.raises(InputError, match="expects 1 channel\\(s\\) but the image has 3"):
+        predict_wscnn(plain, img3)
+    two = random_wscnn(in_channels=2)
+    with pytest.raises(InputError, match="expects 2 channel\\(s\\) but the image has 1"):
+        predict_wscnn(two, img3[:1], path="cells.tif")
+    with pytest.raises(InputError, match="smaller than the network's minimum input of 46x46"):
+        predict_wscnn(plain, img3[:1, :40, :90])
+    with pytest.raises(InputError, match="NaN"):
+        bad = img3[:1].copy()
+        bad[0, 3, 3] = np.nan
+        predict_wscnn(plain, bad)
+
+
+def test_integer_images_are_scaled_like_read_image():
+    lm = random_wscnn()
+    f = np.random.default_rng(2).random((1, 80, 80), dtype=np.float32)
+    u8 = np.round(f * 255).astype(np.uint8)
+    a = predict_wscnn(lm, u8, saliency=False, device=torch.device("cpu"))
+    b = predict_wscnn(lm, u8.astype(np.float32) / 255, saliency=False)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+
+
+def test_batches_match_single_images(tmp_path):
+    lm = random_wscnn()
+    path = save_model(tmp_path / "m.safetensors", lm.model, lm.meta)
+    lm = load_model(path)  # the way the GUI and CLI get their models
+    imgs = np.random.default_rng(3).random((5, 1, 96, 112), dtype=np.float32)
+    probs = classify_batch(lm, imgs, batch_size=2, device="cpu")
+    p2, sal = saliency_batch(lm, imgs, device="cpu", batch_size=3)
+    assert probs.shape == (5, 2) and sal.shape == (5, 96, 112)
+    np.testing.assert_allclose(probs, p2, atol=1e-6)
+    for i in (0, 4):
+        single = predict_wscnn(lm, imgs[i])
+        np.testing.assert_allclose(single.probabilities, probs[i], atol=1e-6)
+        np.testing.assert_allclose(single.saliency, sal[i], atol=1e-7)
+    assert saliency_batch(lm, imgs, saliency=False)[1] is None
+    u8 = np.round(imgs[:2] * 255).astype(np.uint8)
+    np.testing.assert_allclose(classify_batch(lm, u8), classify_batch(lm, u8 / np.float32(255)), atol=1e-6)
+    with pytest.raises(InputError, match="expects 1 channel\\(s\\) but the images have 3"):
+        classify_batch(lm, np.zeros((2, 3, 96, 96), np.float32))
+    with pytest.raises(InputError, match="minimum input"):
+        saliency_batch(lm, np.zeros((2, 1, 30, 96), np.float32))
+    assert all(p.grad is None for p in lm.model.parameters())
