@@ -16,7 +16,6 @@ from napari_rarepheno.core.data.splits import track_regions
 from napari_rarepheno.core.errors import InputError
 
 CROPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
-pytestmark = pytest.mark.usefixtures()  # the real crops must be there (shared/ beside the repo)
 assert CROPS.is_dir(), f"mitosis crops not found at {CROPS}"
 CFG = MosaicConfig(n_per_class=20, seed=1)
 

@@ -1,0 +1,181 @@
+"""Core results -> napari layer data tuples, and back.
+
+Pure functions (numpy only, no Qt, no torch): every result layer carries
+``metadata["rarepheno"]`` (its role and source layer) so the docks find and update
+their own layers and "Export all" knows what to write; per-object tables live in
+``layer.features`` with an ``index`` column equal to the label value (napari's rule
+for showing a label's features under the cursor).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+LayerDataTuple = tuple  # (data, kwargs, layer_type)
+
+META_KEY = "rarepheno"
+#: colours for classes (tab20-like, colour-blind friendly first)
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+                "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")
+
+
+def safe_name(text: str) -> str:
+    """A layer name as a file-name stem ("positive image" -> "positive_image")."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "image"
+
+
+def class_color(i: int) -> str:
+    return CLASS_COLORS[int(i) % len(CLASS_COLORS)]
+
+
+def result_meta(role: str, source: str, **extra) -> dict:
+    return {META_KEY: {"role": role, "source": source, **extra}}
+
+
+def role_of(layer) -> str | None:
+    return (getattr(layer, "metadata", None) or {}).get(META_KEY, {}).get("role")
+
+
+def geometry_of(layer) -> dict:
+    """The world placement of a 2-D source layer (scale/translate of its last two axes)."""
+    if layer is None:
+        return {}
+    return {"scale": tuple(np.asarray(layer.scale)[-2:]), "translate": tuple(np.asarray(layer.translate)[-2:])}
+
+
+# ------------------------------------------------------------------- WSCNN
+def saliency_layer(saliency: np.ndarray, source: str, *, geometry: dict | None = None,
+                   probability: float | None = None, colormap: str = "inferno") -> LayerDataTuple:
+    """Float saliency shown over the image: additive blending, transparent where zero."""
+    sal = np.asarray(saliency, np.float32)
+    hi = float(np.percentile(sal, 99.9)) if sal.size else 1.0
+    hi = hi if hi > 0 else (float(sal.max()) or 1.0)
+    kw = {"name": f"{source} saliency", "colormap": colormap, "blending": "additive", "opacity": 0.8,
+          "contrast_limits": (0.0, hi),
+          "metadata": result_meta("saliency", source, probability=probability)}
+    kw.update(geometry or {})
+    return sal, kw, "image"
+
+
+def detection_features(det) -> dict[str, np.ndarray]:
+    """Per-object table of a :class:`~.core.saliency.Detections`: index (= label), y, x, score, area."""
+    n = len(det.scores)
+    labels = np.arange(1, n + 1, dtype=np.int32)
+    areas = np.asarray(getattr(det, "areas", np.bincount(det.labels.ravel(), minlength=n + 1)[1:]))
+    peaks = np.asarray(det.peaks, np.float64).reshape(-1, 2)
+    return {"index": labels, "y": peaks[:, 0], "x": peaks[:, 1],
+            "score": np.asarray(det.scores, np.float64), "area": areas[:n].astype(np.int64)}
+
+
+def objects_layer(det, source: str, *, geometry: dict | None = None) -> LayerDataTuple:
+    """Labels of the detected objects, features (index, y, x, score, area)."""
+    kw = {"name": f"{source} objects", "features": detection_features(det), "opacity": 0.9, "contour": 2,
+          "metadata": result_meta("objects", source, threshold=float(getattr(det, "threshold", np.nan)))}
+    kw.update(geometry or {})
+    return np.asarray(det.labels, np.int32), kw, "labels"
+
+
+def peaks_layer(det, source: str, *, geometry: dict | None = None) -> LayerDataTuple:
+    """Points at the saliency peaks; features (label, score), size/colour by score."""
+    peaks = np.asarray(det.peaks, np.float64).reshape(-1, 2)
+    scores = np.asarray(det.scores, np.float64)
+    kw = {"name": f"{source} peaks", "features": {"label": np.arange(1, len(scores) + 1, dtype=np.int32),
+                                                   "score": scores},
+          "size": 6, "symbol": "cross", "border_width": 0,
+          "face_color": "score" if len(scores) > 1 and np.ptp(scores) > 0 else "cyan",
+          "face_colormap": "viridis",
+          "metadata": result_meta("peaks", source)}
+    if kw["face_color"] != "score":
+        kw.pop("face_colormap")
+    kw.update(geometry or {})
+    return peaks, kw, "points"
+
+
+# ----------------------------------------------------------------- DeepYeast
+def class_colormap(class_of_label: dict[int, int]):
+    """A napari DirectLabelColormap painting each label with its class colour."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colors: dict[Any, Any] = {None: "transparent", 0: "transparent"}
+    colors.update({int(lab): class_color(c) for lab, c in class_of_label.items()})
+    return DirectLabelColormap(color_dict=colors)
+
+
+def cells_layer(labels: np.ndarray, table: dict[str, Sequence], class_names: Sequence[str], source: str, *,
+                geometry: dict | None = None, class_column: str = "class") -> LayerDataTuple:
+    """Cell labels coloured by predicted class; ``table`` holds one row per cell with an
+    ``id`` (label value) and a ``class`` column (name); extra columns pass through."""
+    feats = {k: np.asarray(v) for k, v in table.items()}
+    ids = np.asarray(feats.get("id", feats.get("index", [])), dtype=np.int64)
+    feats = {"index": ids, **{k: v for k, v in feats.items() if k != "index"}}
+    names = list(class_names)
+    cls = [names.index(c) if c in names else 0 for c in np.asarray(feats.get(class_column, []), dtype=object)]
+    kw = {"name": f"{source} cells", "features": feats, "opacity": 1.0, "contour": 2,
+          "colormap": class_colormap(dict(zip(ids.tolist(), cls))),
+          "metadata": result_meta("cells", source, class_names=names)}
+    kw.update(geometry or {})
+    return np.asarray(labels).astype(np.int32, copy=False), kw, "labels"
+
+
+# -------------------------------------------------------------------- helpers
+#: layer properties that are not constructor arguments; set after the layer exists
+_AFTER = ("contour",)
+
+
+def layer_type(layer) -> str:
+    """'image', 'labels', 'points'... (public API only: plugin widgets get a proxied viewer)."""
+    return layer.__class__.__name__.lower()
+
+
+def add_or_update(viewer, ldt: LayerDataTuple):
+    """Add the layer, or update the existing layer of that name in place (keeps the
+    user's visibility, opacity and position in the layer list)."""
+    data, kw, ltype = ldt
+    kw = dict(kw)
+    after = {k: kw.pop(k) for k in _AFTER if k in kw}
+    name = kw.get("name")
+    if name in viewer.layers and layer_type(viewer.layers[name]) == ltype:
+        layer = viewer.layers[name]
+        layer.data = data
+        for key in ("features", "metadata", "colormap", "contrast_limits", "scale", "translate"):
+            if key in kw:
+                setattr(layer, key, kw[key])
+        if ltype == "points" and "face_color" in kw and len(data):
+            if "face_colormap" in kw:
+                layer.face_colormap = kw["face_colormap"]
+            layer.face_color = kw["face_color"]
+        layer.refresh()
+    else:
+        layer = getattr(viewer, f"add_{ltype}")(data, **kw)
+        for key, value in after.items():
+            setattr(layer, key, value)
+    return layer
+
+
+def image_to_chw(layer, step: Sequence[int] | None = None) -> np.ndarray:
+    """The pixel data of an image layer as (C, H, W): RGB(A) -> 3 (4) channels; a 2-D
+    image -> 1 channel; a channel-first (C<=8, H, W) stack -> C channels. Other stacks use
+    the plane shown in the viewer (``step``)."""
+    from .core.errors import InputError
+    from .core.imageio import to_chw
+
+    data = np.asarray(layer.data if not getattr(layer, "multiscale", False) else layer.data[0])
+    if getattr(layer, "rgb", False):
+        data = data[..., :3] if data.shape[-1] == 4 else data
+        while data.ndim > 3:
+            data = data[tuple(step[: data.ndim - 3])] if step is not None else data[0]
+        return np.moveaxis(data, -1, 0)
+    if data.ndim == 3 and data.shape[0] <= 8:
+        return data
+    if data.ndim > 2 and step is not None and data.ndim - 2 <= len(step):
+        plane = data[tuple(int(s) for s in step[: data.ndim - 2])]
+        return plane[None]
+    try:
+        return to_chw(data, layer.name)
+    except InputError:
+        raise InputError(f"layer '{layer.name}' has shape {data.shape}: choose a 2-D image (optionally with "
+                         "channels)") from None

@@ -1,0 +1,274 @@
+"""The Train tab both networks share.
+
+Labeled folder, network options (from the subclass), epochs, device, seed, where to
+write the model, Start/Stop, a progress bar with a live loss/accuracy plot, and the
+model buttons (load, save as, continue training). Training runs in a thread worker
+(:mod:`.._workers`); Stop finishes the current batch and keeps the best weights.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from .. import _workers
+from ..core.errors import InputError
+from ..core.progress import CancelToken, Progress
+from . import _paths
+from ._device import DevicePicker
+from ._model import ModelSlot
+from ._paths import PathPicker
+from ._progress import TrainingProgress
+
+
+def default_models_dir() -> Path:
+    import os
+
+    env = os.environ.get("RAREPHENO_MODELS_DIR")
+    return Path(env) if env else Path.home() / "napari-rarepheno" / "models"
+
+
+def checkpoint_files(out: Path) -> list[Path]:
+    """MODEL, MODEL.last and MODEL.log.csv, as :func:`core.train.checkpoint_paths` names them
+    (repeated here because importing core.train would load torch in the GUI thread)."""
+    stem = out.name[: -len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    return [out, out.with_name(stem + ".last.safetensors"), out.with_name(stem + ".log.csv")]
+
+
+class TrainPanel(QWidget):
+    """Subclasses set ``kind``/``default_epochs`` and implement :meth:`option_widgets`,
+    :meth:`check_folder` (a one-line hint) and :meth:`run_training` (in the worker)."""
+
+    kind = "model"
+    default_epochs = 10
+    folder_label = "labeled folder"
+
+    def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
+        super().__init__(parent)
+        self.viewer, self.model, self.workers = viewer, model, workers
+        self.worker = None
+        self.result = None
+        self.data = PathPicker(self.folder_label, mode="d", check=self.check_folder,
+                               tooltip=self.folder_tooltip())
+        self.epochs = SpinBox(label="epochs", value=self.default_epochs, min=1, max=1000)
+        self.batch = SpinBox(label="batch size", value=0, min=0, max=4096,
+                             tooltip="images per step; 0: the recipe's (50 WSCNN, 100 DeepYeast). Smaller "
+                             "batches take more steps per epoch (small data sets learn in fewer epochs)")
+        self.lr = FloatSpinBox(label="learning rate", value=0.0, min=0.0, max=1.0, step=0.0001,
+                               tooltip="0: the recipe's (AdamW with a one-cycle schedule)")
+        self.lr.native.setDecimals(5)
+        self.device = DevicePicker()
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2 ** 31 - 1)
+        self.out = PathPicker("save model to", mode="w", filter="*.safetensors",
+                              tooltip="model file to write (best weights); empty: a new file in "
+                              f"{default_models_dir()}")
+        self.continue_ = CheckBox(text="continue from the current model", value=False, enabled=False)
+        self.start_btn = PushButton(text="Start training")
+        self.stop_btn = PushButton(text="Stop", enabled=False)
+        self.start_btn.changed.connect(self.start)
+        self.stop_btn.changed.connect(self.stop)
+        buttons = Container(widgets=[self.start_btn, self.stop_btn], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.form = Container(widgets=[self.data, *self.option_widgets(), self.epochs, self.batch, self.lr,
+                                       self.device, self.seed, self.out, self.continue_, buttons])
+        self.progress = TrainingProgress()
+        self.model_label = Label(value=model.describe())
+        self.model_label.native.setWordWrap(True)
+        self.load_btn = PushButton(text="Load model...")
+        self.save_btn = PushButton(text="Save model as...", enabled=False)
+        self.load_btn.changed.connect(self.load_dialog)
+        self.save_btn.changed.connect(self.save_dialog)
+        model_row = Container(widgets=[self.load_btn, self.save_btn], layout="horizontal", labels=False)
+        model_row.margins = (0, 0, 0, 0)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.form.native)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.model_label.native)
+        lay.addWidget(model_row.native)
+        lay.addStretch()
+        model.changed.connect(self._on_model_changed)
+
+    # ------------------------------------------------------------ subclass API
+    def option_widgets(self) -> list:
+        return []
+
+    def folder_tooltip(self) -> str:
+        return ""
+
+    def check_folder(self, path: Path) -> str:
+        return ""
+
+    def options(self) -> dict:
+        """The network options, read in the GUI thread before the worker starts."""
+        return {}
+
+    def run_training(self, data: Path, out: Path, cfg: dict, init_from, options: dict, report,
+                     cancel: CancelToken):
+        """Runs in the worker thread: must not touch widgets. ``cfg``: TrainConfig keyword
+        arguments (epochs, device, seed, batch_size, lr); ``options``: :meth:`options`."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- actions
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def output_path(self) -> Path:
+        out = self.out.path
+        if out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out = default_models_dir() / f"{self.kind}-{stamp}.safetensors"
+        elif out.suffix != ".safetensors":
+            out = out.with_name(out.name + ".safetensors")
+        return out
+
+    def start(self, *_):
+        if self.running:
+            return
+        data = self.data.path
+        if data is None:
+            self.data.set_hint("choose the folder of labeled images first")
+            _workers.notify_error(InputError(f"choose the {self.folder_label} first"))
+            return
+        out = self.output_path()
+        init_from = self.model.path if self.continue_.value and self.model.ready else None
+        if init_from is not None and self.model.path is None:
+            _workers.notify_error(InputError("the current model has no file to continue from; save it first"))
+            return
+        if out.exists() and (init_from is None or Path(init_from) != out):
+            if not _paths.confirm_overwrite(self, checkpoint_files(out)):
+                return
+        cfg = {"epochs": int(self.epochs.value), "device": str(self.device.value), "seed": int(self.seed.value),
+               "batch_size": int(self.batch.value) or None, "lr": float(self.lr.value) or None}
+        try:
+            options = self.options()
+        except InputError as e:
+            _workers.notify_error(e)
+            return
+        self._set_running(True)
+        self.progress.start("loading images...")
+        self.progress.busy("loading images...")
+        cancel = CancelToken()
+
+        def job(report):
+            return self.run_training(data, out, cfg, init_from, options, report, cancel)
+
+        self.worker = self.workers.start(job, cancel=cancel, name=f"train {self.kind}",
+                                         on_progress=self._on_progress, on_done=self._on_done,
+                                         on_error=self._on_error, on_finished=self._on_finished)
+
+    def stop(self, *_):
+        if self.worker is not None:
+            self.worker.stop()
+            self.stop_btn.enabled = False
+            self.progress.bar.setFormat("stopping after this batch...")
+
+    def _on_progress(self, p: Progress):
+        self.progress.update(p)
+
+    def _on_done(self, result):
+        if result is None:  # stopped while loading images
+            self.progress.finish("stopped before training started")
+            return
+        self.result = result
+        self.model.set_trained(result)
+        best = result.history[result.best_epoch - 1] if result.best_epoch else {}
+        acc = best.get("val_accuracy", best.get("train_accuracy"))
+        acc_text = f", accuracy {acc:.3f}" if acc is not None else ""
+        if result.cancelled and result.best_epoch:
+            msg = (f"Stopped after {len(result.history)} epoch(s). Kept the best weights "
+                   f"(epoch {result.best_epoch}{acc_text}) in {result.best_path}")
+        elif result.cancelled:
+            msg = (f"Stopped before the first epoch ended: {result.best_path} holds untrained weights; "
+                   "train longer before using it.")
+        else:
+            msg = f"Done: best epoch {result.best_epoch}{acc_text}; model saved to {result.best_path}"
+        self.progress.finish("stopped - best weights kept" if result.cancelled else "done")
+        self.progress.status.setText(msg)
+        from napari.utils.notifications import show_info
+
+        show_info(msg)
+
+    def _on_error(self, exc):
+        msg = _workers.notify_error(exc, f"{self.kind} training failed")
+        self.progress.finish("failed")
+        self.progress.status.setText(msg)
+
+    def _on_finished(self):
+        self.worker = None
+        self._set_running(False)
+        self.device.refresh()
+
+    def _set_running(self, running: bool):
+        self.start_btn.enabled = not running
+        self.stop_btn.enabled = running
+        self.load_btn.enabled = not running
+        self.save_btn.enabled = not running and self.model.ready
+        self.continue_.enabled = not running and self.model.ready
+
+    def _on_model_changed(self):
+        self.model_label.value = self.model.describe()
+        self.save_btn.enabled = self.model.ready and not self.running
+        self.continue_.enabled = self.model.ready and not self.running
+
+    # ------------------------------------------------------------------ model
+    def load_dialog(self, *_):
+        path = _paths.ask_open_file(self, f"Load a {self.kind} model", "Model files (*.safetensors)")
+        if path is not None:
+            self.load_model(path)
+
+    def load_model(self, path: Path):
+        """Load ``path`` in a worker; the model slot updates when done."""
+        path = Path(path)
+        self.progress.busy(f"loading {path.name}...")
+
+        def job(report):
+            return self.model.load(path)
+
+        def done(loaded):
+            if loaded is not None:
+                self.model.set(loaded, path)
+                self.progress.finish(f"loaded {path.name}")
+
+        def error(exc):
+            self.progress.finish("could not load the model")
+            _workers.notify_error(exc, "could not load the model")
+
+        return self.workers.start(job, name=f"load {self.kind}", on_done=done, on_error=error,
+                                  on_finished=self.device.refresh)
+
+    def save_dialog(self, *_):
+        if not self.model.ready:
+            return
+        path = _paths.ask_save_file(self, "Save model as", "Model files (*.safetensors)",
+                                    f"{self.kind}.safetensors")
+        if path is not None:
+            self.save_model(path, confirmed=True)
+
+    def save_model(self, path: Path, confirmed: bool = False) -> Path | None:
+        """Copy the current model file to ``path`` (asks before replacing a file)."""
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        if path.exists() and not confirmed and not _paths.confirm_overwrite(self, [path]):
+            return None
+        try:
+            if self.model.path is not None and self.model.path.exists():
+                if self.model.path.resolve() != path.resolve():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(self.model.path, path)
+            else:
+                from ..core.modelfile import save_model
+
+                save_model(path, self.model.loaded.model, self.model.loaded.meta)
+        except OSError as e:
+            _workers.notify_error(InputError(f"could not save the model ({e.strerror or e})", path))
+            return None
+        self.model.set(self.model.loaded, path, self.model.note)
+        from napari.utils.notifications import show_info
+
+        show_info(f"model saved to {path}")
+        return path

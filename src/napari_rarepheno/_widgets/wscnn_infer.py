@@ -1,0 +1,360 @@
+"""WSCNN Infer tab: saliency, objects and peaks for image layers or a folder.
+
+The network runs once per image (in a worker); the result is cached. The threshold,
+smoothing and minimum-area controls re-run only the cheap post-processing
+(:func:`~..core.saliency.segment_saliency`) and update the Labels and Points layers
+in place: the network is never called again for a slider change.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, PushButton, SpinBox
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from .. import _layers, _workers
+from ..core.errors import InputError
+from ..core.progress import CancelToken, Progress
+from . import _export, _paths, wscnn_results
+from ._device import DevicePicker
+from ._model import ModelSlot
+from ._paths import PathPicker
+from ._progress import TrainingProgress
+from ._table import ResultsTable
+from .wscnn_results import Cached, common_contrast, prepare_input, segment
+
+__all__ = ["WSCNNInferPanel", "Cached", "prepare_input"]
+
+
+class WSCNNInferPanel(QWidget):
+    def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
+        super().__init__(parent)
+        self.viewer, self.model, self.workers = viewer, model, workers
+        self.cache: dict[str, Cached] = {}
+        self.worker = None
+        self._generation = 0
+        self.source = ComboBox(label="run on", choices=["selected image layers", "a folder of images"],
+                               value="selected image layers")
+        self.folder = PathPicker("image folder", mode="d", check=self._describe_folder)
+        self.out = PathPicker("results folder", mode="d",
+                              tooltip="predictions.csv, saliency and mask TIFFs are written here")
+        self.tile = SpinBox(label="tile (px)", value=0, min=0, max=8192, step=64,
+                            tooltip="0: whole image at once; e.g. 1024 for big fields (less memory)")
+        self.device = DevicePicker()
+        self.run_btn = PushButton(text="Run")
+        self.stop_btn = PushButton(text="Stop", enabled=False)
+        self.run_btn.changed.connect(self.run)
+        self.stop_btn.changed.connect(self.stop)
+        btns = Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False)
+        btns.margins = (0, 0, 0, 0)
+        self.threshold = FloatSlider(label="threshold", value=0.25, min=0.0, max=1.0, step=0.01,
+                                     tooltip="fraction of the image's highest saliency")
+        self.sigma = FloatSlider(label="smoothing (px)", value=2.0, min=0.0, max=10.0, step=0.1)
+        self.min_area = SpinBox(label="min area (px)", value=20, min=0, max=100000)
+        self.min_distance = SpinBox(label="min distance (px)", value=6, min=1, max=500,
+                                    tooltip="peaks closer than this are merged (about an object's radius)")
+        self.positive_only = CheckBox(text="objects only in images called positive", value=True,
+                                      tooltip="the paper segments positive images only; untick to see where a "
+                                      "negative image comes closest")
+        for w in (self.threshold, self.sigma, self.min_area, self.min_distance, self.positive_only):
+            w.changed.connect(self._schedule_resegment)
+        self.prob_label = Label(value="")
+        self.prob_label.native.setWordWrap(True)
+        self.form = Container(widgets=[self.source, self.folder, self.out, self.tile, self.device, btns])
+        self.sliders = Container(widgets=[self.threshold, self.sigma, self.min_area, self.min_distance,
+                                          self.positive_only])
+        self.progress = TrainingProgress(plot=False)
+        self.images = ResultsTable("Images (click a row: its objects)", max_height=130)
+        self.objects = ResultsTable("Objects (click a row: go to it)")
+        self.export_btn = PushButton(text="Export all...")
+        self.export_btn.changed.connect(self.export_dialog)
+        lay = QVBoxLayout(self)
+        for w in (self.form.native, self.progress, self.sliders.native, self.prob_label.native, self.images,
+                  self.objects, self.export_btn.native):
+            lay.addWidget(w)
+        lay.addStretch()
+        self.images.row_selected.connect(self._on_image_row)
+        self.source.changed.connect(self._on_source)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(60)
+        self._timer.timeout.connect(self.resegment)
+        self._on_source()
+
+    # ------------------------------------------------------------------ inputs
+    def _on_source(self, *_):
+        folder = self.source.value != "selected image layers"
+        self.folder.visible = folder
+        self.out.visible = folder
+
+    @staticmethod
+    def _describe_folder(path: Path) -> str:
+        from ..core.batch import expand_inputs
+
+        try:
+            return f"{len(expand_inputs([path]))} image(s)"
+        except InputError as e:
+            return f"not usable: {e}"
+
+    def saliency_params(self) -> dict:
+        """The slider values (read in the GUI thread; no engine import)."""
+        return {"sigma": float(self.sigma.value), "threshold": float(self.threshold.value),
+                "min_area": int(self.min_area.value), "min_distance": int(self.min_distance.value)}
+
+    def saliency_config(self):
+        from ..core.saliency import SaliencyConfig
+
+        return SaliencyConfig(**self.saliency_params())
+
+    def selected_images(self) -> list:
+        from napari.layers import Image
+
+        sel = [lay for lay in self.viewer.layers.selection if isinstance(lay, Image)
+               and _layers.role_of(lay) is None]
+        if not sel:
+            active = self.viewer.layers.selection.active
+            sel = [active] if isinstance(active, Image) and _layers.role_of(active) is None else []
+        return sel
+
+    # --------------------------------------------------------------------- run
+    def run(self, *_):
+        if self.worker is not None:
+            return
+        if not self.model.ready:
+            _workers.notify_error(InputError("no WSCNN model: train one in the Train tab or load a model file"))
+            return
+        if self.source.value == "selected image layers":
+            self.run_layers()
+        else:
+            self.run_folder()
+
+    def run_layers(self, layers=None):
+        layers = self.selected_images() if layers is None else layers
+        if not layers:
+            _workers.notify_error(InputError("select one or more image layers in the layer list first"))
+            return None
+        step = self.viewer.dims.current_step
+        loaded = self.model.loaded
+        try:
+            inputs = [(lay.name, prepare_input(_layers.image_to_chw(lay, step), loaded.meta, lay.name),
+                       _layers.geometry_of(lay)) for lay in layers]
+        except InputError as e:
+            _workers.notify_error(e)
+            return None
+        tile = int(self.tile.value) or None
+        device = str(self.device.value)
+        cancel = CancelToken()
+
+        def job(report):
+            from ..core import predict
+
+            out = []
+            for k, (name, chw, geom) in enumerate(inputs):
+                cancel.raise_if_cancelled()
+                report(Progress(stage="item", batch=k, n_batches=len(inputs), message=f"predicting {name}"))
+                pred = predict.predict_wscnn(loaded, chw, saliency=True, tile=tile, device=device, cancel=cancel)
+                out.append(Cached(name, np.asarray(pred.saliency, np.float32), np.asarray(pred.probabilities),
+                                  list(pred.class_names), geom))
+                report(Progress(stage="item", batch=k + 1, n_batches=len(inputs), message="predicted"))
+            return out
+
+        return self._start(job, self._on_layers_done, f"WSCNN on {len(inputs)} image(s)", cancel)
+
+    def run_folder(self):
+        folder, out = self.folder.path, self.out.path
+        if folder is None or out is None:
+            _workers.notify_error(InputError("choose the image folder and the results folder"))
+            return None
+        csv_path = out / "predictions.csv"
+        if csv_path.exists() and not _paths.confirm_overwrite(self, [csv_path]):
+            return None
+        loaded, params, tile, device = self.model.loaded, self.saliency_params(), int(self.tile.value) or None, \
+            str(self.device.value)
+        cancel = CancelToken()
+
+        def job(report):
+            from ..core.batch import predict_wscnn_files
+            from ..core.saliency import SaliencyConfig
+
+            return predict_wscnn_files(loaded, [folder], out, device=device, tile=tile, overwrite=True,
+                                       saliency_config=SaliencyConfig(**params), cancel=cancel,
+                                       progress=_workers.count_progress(report, cancel, "predicting"))
+
+        return self._start(job, self._on_folder_done, "WSCNN on a folder", cancel)
+
+    def _start(self, job, on_done, label, cancel=None):
+        self.progress.start(label)
+        self.progress.busy(f"{label}...")
+        self.run_btn.enabled, self.stop_btn.enabled = False, True
+        self.worker = self.workers.start(job, cancel=cancel, name=label, on_progress=self.progress.update,
+                                         on_done=on_done, on_error=self._on_error,
+                                         on_finished=self._on_finished)
+        return self.worker
+
+    def stop(self, *_):
+        if self.worker is not None:
+            self.worker.stop()
+
+    def _on_error(self, exc):
+        msg = _workers.notify_error(exc, "WSCNN inference failed")
+        self.progress.finish("failed")
+        self.progress.status.setText(msg)
+
+    def _on_finished(self):
+        self.worker = None
+        self.run_btn.enabled, self.stop_btn.enabled = True, False
+        self.device.refresh()
+
+    # ----------------------------------------------------------------- results
+    def _on_layers_done(self, results):
+        if not results:
+            self.progress.finish("stopped")
+            return
+        self.show_results(results)
+
+    def show_results(self, results: list[Cached]) -> None:
+        """Add saliency, objects and peaks layers for ``results`` and keep them for the sliders."""
+        for r in results:
+            self.cache[r.source] = r
+            _layers.add_or_update(self.viewer, _layers.saliency_layer(r.saliency, r.source, geometry=r.geometry,
+                                                                      probability=r.p_positive))
+        self._common_contrast()
+        self.resegment(sync=True)
+        self.progress.finish(f"done: {len(results)} image(s)")
+        last = results[-1]
+        self.prob_label.value = (f"{last.source}: P({last.class_names[last.positive]}) = {last.p_positive:.3f}"
+                                 f" -> {last.predicted}")
+        self.images.select_row(self._image_names().index(last.source), emit=True)
+
+    def _on_folder_done(self, csv_path):
+        if csv_path is None:
+            self.progress.finish("stopped")
+            return
+        self.progress.finish(f"wrote {csv_path}")
+        with open(csv_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        self.folder_rows = rows
+        self.folder_csv = Path(csv_path)
+        self._refresh_image_table()
+        from napari.utils.notifications import show_info
+
+        show_info(f"WSCNN: {len(rows)} image(s) predicted; results in {Path(csv_path).parent}")
+
+    def open_folder_result(self, row: dict):
+        """Show one image of a folder run with its saliency (from the written TIFFs)."""
+        from ..core.imageio import read_image
+
+        out = self.folder_csv.parent
+        img = read_image(row["image"], as_float=False)
+        name = row["name"]
+        if name not in self.viewer.layers:
+            self.viewer.add_image(img if img.shape[0] > 1 else img[0], name=name,
+                                  channel_axis=0 if img.shape[0] > 1 else None)
+        import tifffile
+
+        sal = tifffile.imread(out / f"{name}_saliency.tif").astype(np.float32)
+        probs = np.array([float(v) for k, v in row.items() if k.startswith("p_")])
+        classes = [k[2:] for k in row if k.startswith("p_")]
+        self.cache[name] = Cached(name, sal, probs, classes, {}, row["image"])
+        _layers.add_or_update(self.viewer, _layers.saliency_layer(sal, name, probability=self.cache[name].p_positive))
+        self._common_contrast()
+        self.resegment(sync=True, only=[name])
+
+    def _common_contrast(self):
+        common_contrast(self.viewer, self.cache)
+
+    def _schedule_resegment(self, *_):
+        self._timer.start()
+
+    def resegment(self, sync: bool | None = None, only=None):
+        """Objects and peaks from the cached saliency with the current slider values."""
+        if not self.cache:
+            return
+        try:
+            cfg = self.saliency_config()
+            cfg.validate()
+        except InputError as e:
+            _workers.notify_error(e)
+            return
+        items = [self.cache[k] for k in (only or list(self.cache))]
+        big = sum(c.saliency.size for c in items) > wscnn_results.SYNC_PIXELS
+        self._generation += 1
+        gen = self._generation
+        positive_only = bool(self.positive_only.value)
+        if sync or not big:
+            self._apply([segment(c, cfg, positive_only) for c in items], gen)
+            return
+
+        def job(report):
+            return [segment(c, cfg, positive_only) for c in items]
+
+        self.workers.start(job, name="segment saliency", on_done=lambda res: self._apply(res, gen))
+
+    def _apply(self, results, gen):
+        if not results or gen != self._generation:
+            return  # a newer slider value is on its way
+        for c, det in results:
+            if c.source in self.cache:
+                _layers.add_or_update(self.viewer, _layers.objects_layer(det, c.source, geometry=c.geometry))
+                _layers.add_or_update(self.viewer, _layers.peaks_layer(det, c.source, geometry=c.geometry))
+        self._refresh_image_table()
+        row = self.images.selected_row()
+        if row is not None:
+            self._show_objects(self._image_names()[row])
+
+    # ----------------------------------------------------------------- tables
+    def _image_names(self) -> list[str]:
+        return self.images.column("image") if "image" in self.images.columns else []
+
+    def _refresh_image_table(self):
+        selected = self.images.selected_row()
+        rows = []
+        for name, c in self.cache.items():
+            lay = self.viewer.layers[f"{name} objects"] if f"{name} objects" in self.viewer.layers else None
+            n = int(lay.features.shape[0]) if lay is not None else 0
+            rows.append([name, round(c.p_positive, 4), c.predicted, n])
+        for r in getattr(self, "folder_rows", []):
+            if r["name"] not in self.cache:
+                p = [v for k, v in r.items() if k.startswith("p_")]
+                rows.append([r["name"], round(float(p[-1]), 4) if p else "", r["predicted"], int(r["n_objects"])])
+        self.images.set_rows(["image", "p_positive", "called", "objects"], rows)
+        if selected is not None and selected < len(rows):
+            self.images.select_row(selected)
+
+    def _on_image_row(self, i: int):
+        names = self._image_names()
+        if not 0 <= i < len(names):
+            return
+        name = names[i]
+        if name not in self.cache:
+            row = next(r for r in self.folder_rows if r["name"] == name)
+            try:
+                self.open_folder_result(row)
+            except Exception as e:  # a moved/deleted file
+                _workers.notify_error(e, f"cannot open {name}")
+                return
+        c = self.cache[name]
+        self.prob_label.value = f"{name}: P({c.class_names[c.positive]}) = {c.p_positive:.3f} -> {c.predicted}"
+        self._show_objects(name)
+
+    def _show_objects(self, name: str):
+        key = f"{name} objects"
+        if key not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[key]
+        self.objects.set_table(layer.features)
+        self.objects.link_labels(self.viewer, layer)
+
+    def image_table(self) -> dict:
+        return {c: self.images.column(c) for c in self.images.columns} if self.images.rows else {}
+
+    def export_dialog(self, *_):
+        roles = ("saliency", "objects", "peaks")
+        return _export.export_dialog(self, self.viewer, {"predictions.csv": self.image_table()}, roles)
+
+    def on_close(self):
+        self._timer.stop()
+        self.objects.unlink_all()

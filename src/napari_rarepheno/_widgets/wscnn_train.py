@@ -1,0 +1,79 @@
+"""WSCNN Train tab: a folder of negative/positive images -> a weakly supervised CNN."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from magicgui.widgets import ComboBox
+
+from ..core.imageio import is_image_file
+from ._train_panel import TrainPanel
+
+
+def describe_wscnn_folder(path: Path) -> str:
+    """One line saying what a WSCNN data folder holds (or what is wrong with it)."""
+    from ..core.data.folders import WSCNN_CLASSES, find_splits
+    from ..core.errors import InputError
+
+    try:
+        splits = find_splits(path)
+    except InputError as e:
+        return f"not usable: {e}"
+    parts = []
+    for name, folder in splits.items():
+        counts = []
+        for c in WSCNN_CLASSES:
+            d = folder / c
+            n = sum(1 for f in d.iterdir() if f.is_file() and is_image_file(f)) if d.is_dir() else 0
+            counts.append(f"{n} {c}")
+        parts.append(f"{name}: {' / '.join(counts)}")
+    if "val" not in splits:
+        parts.append("no val/ split: 20% of train is held out")
+    return "; ".join(parts)
+
+
+#: augmentation choices: an AugmentConfig constructor name, or its keyword arguments
+AUGMENT = {"paper (strong)": "wscnn_paper",
+           "mild": {"rotation_ranges": [(-20.0, 20.0), (160.0, 200.0)], "translate_px": 8.0},
+           "none": "none"}
+
+
+class WSCNNTrainPanel(TrainPanel):
+    kind = "wscnn"
+    default_epochs = 10
+    folder_label = "labeled folder"
+
+    def folder_tooltip(self) -> str:
+        return ("DATA/negative + DATA/positive, or DATA/{train,val,test}/{negative,positive}: "
+                "each image labeled only as a whole")
+
+    def option_widgets(self) -> list:
+        self.depth = ComboBox(label="depth", choices=[4, 6], value=4,
+                              tooltip="4 conv layers (paper default) or 6 (deeper variant)")
+        self.head = ComboBox(label="head", choices=["max", "avg", "fc"], value="max",
+                             tooltip="global max pooling localises best (paper); avg and fc are ablations")
+        self.kernel = ComboBox(label="conv2 kernel", choices=[3, 5, 7], value=3,
+                               tooltip="3 for small objects; 7 for cell images")
+        self.augment = ComboBox(label="augmentation", choices=list(AUGMENT), value="paper (strong)",
+                                tooltip="paper: flips, rotations, shifts of 40 px and scaling (Sailem et al.); "
+                                "mild: flips, rotations and 8 px shifts (small images, few epochs)")
+        return [self.depth, self.head, self.kernel, self.augment]
+
+    def check_folder(self, path: Path) -> str:
+        return describe_wscnn_folder(path)
+
+    def options(self) -> dict:
+        return {"depth": int(self.depth.value), "head": str(self.head.value),
+                "conv2_kernel": int(self.kernel.value), "augment": str(self.augment.value)}
+
+    def run_training(self, data, out, cfg, init_from, options, report, cancel):
+        from .. import _workers
+        from ..core.augment import AugmentConfig
+        from ..core.train import TrainConfig
+        from ..core.wscnn import WSCNNOptions, train_wscnn
+
+        options = dict(options)
+        aug = AUGMENT[options.pop("augment")]
+        opts = WSCNNOptions(**options, augment=getattr(AugmentConfig, aug)() if isinstance(aug, str)
+                            else AugmentConfig(**aug))
+        return train_wscnn(data, out, opts, TrainConfig(**cfg), callback=report, cancel=cancel, init_from=init_from,
+                           load_progress=_workers.count_progress(report, cancel, "loading images"))

@@ -1,0 +1,80 @@
+"""Shared fixtures: isolated caches and model folders, tiny simulated data sets.
+
+Data sets are session-scoped (built once, read-only for the tests); anything a test
+writes goes to its own ``tmp_path``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: the tiny WSCNN simulation used by widget and demo tests (fast on 2 CPU cores)
+TINY_SIM = dict(height=96, width=128, grid=(3, 4), n_objects=(6, 10), size=(14, 18), rare_fraction=0.25)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    """Never write into the user's home: caches and default model folders go to tmp."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("RAREPHENO_CACHE", str(base / "cache"))
+    monkeypatch.setenv("RAREPHENO_MODELS_DIR", str(base / "models"))
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+@pytest.fixture(scope="session")
+def wscnn_data(tmp_path_factory) -> Path:
+    """DATA/{train,val,test}/{negative,positive}/*.png, 96x128 px, 16 images per class."""
+    from napari_rarepheno.core.data.synthetic import SimConfig, simulate
+
+    out = tmp_path_factory.mktemp("wscnn") / "data"
+    simulate(out, SimConfig(n_per_class=16, seed=5, **TINY_SIM))
+    return out
+
+
+@pytest.fixture(scope="session")
+def wscnn_model(wscnn_data, tmp_path_factory) -> Path:
+    """A WSCNN trained for 3 epochs on :func:`wscnn_data` (through the core, not the GUI)."""
+    from napari_rarepheno.core.train import TrainConfig
+    from napari_rarepheno.core.wscnn import WSCNNOptions, train_wscnn
+
+    out = tmp_path_factory.mktemp("wscnn-model") / "wscnn.safetensors"
+    train_wscnn(wscnn_data, out, WSCNNOptions(), TrainConfig(epochs=3, device="cpu", seed=0, batch_size=8))
+    return out
+
+
+@pytest.fixture(scope="session")
+def yeast_data(tmp_path_factory) -> Path:
+    """Synthetic yeast: fields/ (2-channel TIFF + labels) and crops/<class>/ for 4 classes."""
+    from napari_rarepheno.core.data.yeast import YeastConfig, simulate_yeast
+
+    out = tmp_path_factory.mktemp("yeast") / "data"
+    simulate_yeast(out, n_proteins=4, fields_per_protein=1, seed=0,
+                   cfg=YeastConfig(height=192, width=192, n_cells=(10, 14)))
+    for d in (out / "crops").iterdir():  # classes without a protein stay empty
+        if not any(d.iterdir()):
+            d.rmdir()
+    return out
+
+
+@pytest.fixture(scope="session")
+def positive_image() -> np.ndarray:
+    """One tiny simulated positive image (uint8 HxW), not part of :func:`wscnn_data`."""
+    from napari_rarepheno.core.data.synthetic import SimConfig, image_rng, render_image
+
+    cfg = SimConfig(seed=105, **TINY_SIM)
+    return render_image(image_rng(cfg, True, 3), cfg, True)[0]
+
+
+@pytest.fixture(scope="session")
+def deepyeast_model(yeast_data, tmp_path_factory) -> Path:
+    """A quarter-width DeepYeast trained for 1 epoch on :func:`yeast_data` crops."""
+    from napari_rarepheno.core.deepyeast import DeepYeastOptions, train_deepyeast
+    from napari_rarepheno.core.train import TrainConfig
+
+    out = tmp_path_factory.mktemp("deepyeast-model") / "deepyeast.safetensors"
+    train_deepyeast(yeast_data / "crops", out, DeepYeastOptions(width=0.25, val_split="random"),
+                    TrainConfig(epochs=1, device="cpu", seed=0, batch_size=16))
+    return out

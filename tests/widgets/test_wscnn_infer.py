@@ -1,0 +1,174 @@
+"""WSCNN dock, Infer tab: layers and features, live sliders without the network, export."""
+from __future__ import annotations
+
+import csv
+import threading
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_rarepheno import _reader
+from napari_rarepheno._widgets import _paths
+from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def infer(make_napari_viewer, qtbot, wscnn_model, positive_image):
+    viewer = make_napari_viewer()
+    dock = WSCNNDock(viewer)
+    viewer.window.add_dock_widget(dock, name="WSCNN")
+    dock.load_model(wscnn_model)
+    qtbot.waitUntil(lambda: dock.model.ready, timeout=30_000)
+    viewer.add_image(positive_image, name="cells")
+    return viewer, dock
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count calls of the network: core.predict.predict_wscnn, and the thread it ran in."""
+    from napari_rarepheno.core import predict
+
+    calls = []
+    real = predict.predict_wscnn
+
+    def spy(*a, **kw):
+        calls.append(threading.current_thread())
+        return real(*a, **kw)
+
+    monkeypatch.setattr(predict, "predict_wscnn", spy)
+    return calls
+
+
+def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
+    viewer, dock = infer
+    panel = dock.infer
+    viewer.layers.selection.active = viewer.layers["cells"]
+    forward = []
+    dock.model.loaded.model.register_forward_hook(lambda *a: forward.append(1))
+    panel.sigma.value = 1.0
+    panel.threshold.value = 0.2
+    panel.positive_only.value = False  # the tiny test model may call it negative
+    panel.run_btn.native.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert len(counted) == 1 and counted[0] is not threading.main_thread()  # ran in a worker thread
+
+    sal = viewer.layers["cells saliency"]
+    assert sal._type_string == "image" and sal.blending == "additive" and sal.colormap.name == "inferno"
+    assert sal.data.shape == viewer.layers["cells"].data.shape and sal.data.dtype == np.float32
+    assert 0 <= sal.metadata["rarepheno"]["probability"] <= 1
+    objects = viewer.layers["cells objects"]
+    peaks = viewer.layers["cells peaks"]
+    f = objects.features
+    assert list(f.columns) == ["index", "y", "x", "score", "area"]
+    n = len(f)
+    assert n >= 1 and set(np.unique(objects.data)) - {0} == set(f["index"])
+    assert len(peaks.data) == n and list(peaks.features.columns) == ["label", "score"]
+    assert np.allclose(peaks.features["score"], f["score"]) and np.allclose(peaks.data, f[["y", "x"]])
+    assert "P(positive)" in panel.prob_label.value
+    assert panel.images.rows[0][0] == "cells" and panel.images.rows[0][3] == n
+    assert len(panel.objects.rows) == n
+
+    # the sliders re-segment the cached saliency: labels change, the network is not called
+    n_forward = len(forward)
+    before = objects.data.copy()
+    panel.threshold.value = 0.6
+    qtbot.waitUntil(lambda: not np.array_equal(objects.data, before), timeout=5_000)
+    assert (objects.data > 0).sum() < (before > 0).sum()
+    panel.sigma.value = 4.0
+    panel.min_area.value = 5
+    qtbot.wait(300)
+    assert len(counted) == 1 and len(forward) == n_forward
+    assert len(viewer.layers["cells peaks"].data) == len(viewer.layers["cells objects"].features)
+    assert viewer.layers["cells objects"] is objects  # updated in place, not re-added
+
+    # big images are re-segmented in a worker (latest slider value wins); same result
+    from napari_rarepheno._widgets import wscnn_results
+
+    before = objects.data.copy()
+    wscnn_results.SYNC_PIXELS = 0
+    try:
+        panel.threshold.value = 0.3
+        qtbot.waitUntil(lambda: not np.array_equal(objects.data, before), timeout=10_000)
+        qtbot.waitUntil(lambda: not panel.workers.busy, timeout=10_000)
+    finally:
+        wscnn_results.SYNC_PIXELS = 300_000
+    assert len(counted) == 1 and len(forward) == n_forward
+
+    # a row click selects the object and centres the view on it
+    panel.objects.select_row(0, emit=True)
+    assert objects.selected_label == int(objects.features["index"].iloc[0])
+
+    # "objects only in images called positive": none for an image called negative
+    panel.cache["cells"].probabilities = np.array([0.9, 0.1], np.float32)
+    panel.positive_only.value = True
+    qtbot.waitUntil(lambda: len(viewer.layers["cells objects"].features) == 0, timeout=5_000)
+    assert len(viewer.layers["cells peaks"].data) == 0 and len(counted) == 1
+
+
+def test_export_all_and_reread(infer, qtbot, tmp_path, monkeypatch):
+    viewer, dock = infer
+    panel = dock.infer
+    viewer.layers.selection.active = viewer.layers["cells"]
+    panel.positive_only.value = False
+    panel.run_btn.native.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    out = tmp_path / "export"
+    monkeypatch.setattr(_paths, "ask_folder", lambda *a: out)
+    written = panel.export_dialog()
+    names = {p.name for p in written}
+    assert names == {"cells_saliency.tif", "cells_mask.tif", "cells_objects.csv", "cells_peaks.csv",
+                     "predictions.csv"}
+    sal = tifffile.imread(out / "cells_saliency.tif")
+    assert sal.dtype == np.float32 and np.allclose(sal, viewer.layers["cells saliency"].data)
+    mask = tifffile.imread(out / "cells_mask.tif")
+    assert mask.dtype == np.uint16 and np.array_equal(mask, viewer.layers["cells objects"].data)
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert rows[0]["image"] == "cells" and 0 <= float(rows[0]["p_positive"]) <= 1
+    assert int(rows[0]["objects"]) == len(viewer.layers["cells objects"].features)
+    (data, kw, kind), = _reader.read_file(out / "cells_mask.tif")
+    assert kind == "labels" and len(kw["features"]["index"]) == len(viewer.layers["cells objects"].features)
+    # the folder opens in napari through the plugin's reader
+    layers = _reader.get_reader(str(out))(str(out))
+    assert {k["name"] for _, k, _ in layers} >= {"cells saliency", "cells objects"}
+
+    # never overwrite without asking: a declined confirmation leaves the files alone
+    stamp = (out / "cells_mask.tif").stat().st_mtime_ns
+    asked = []
+    monkeypatch.setattr(_paths, "confirm", lambda *a: asked.append(a) or False)
+    assert panel.export_dialog() == []
+    assert asked and (out / "cells_mask.tif").stat().st_mtime_ns == stamp
+
+
+def test_infer_on_a_folder(infer, qtbot, tmp_path, wscnn_data):
+    viewer, dock = infer
+    panel = dock.infer
+    panel.source.value = "a folder of images"
+    panel.folder.path = wscnn_data / "test"
+    assert "image(s)" in panel.folder.hint.value
+    panel.out.path = tmp_path / "pred"
+    panel.run_btn.native.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert (tmp_path / "pred" / "predictions.csv").exists()
+    n_files = len(list((wscnn_data / "test").rglob("*.png")))
+    assert len(panel.images.rows) == n_files
+    panel.images.select_row(0, emit=True)  # opens that image with its saliency and objects
+    name = panel.images.rows[0][0]
+    assert f"{name} saliency" in viewer.layers and f"{name} objects" in viewer.layers
+
+
+def test_no_layer_selected_is_a_clear_message(make_napari_viewer, qtbot, wscnn_model, monkeypatch):
+    from napari_rarepheno import _workers
+
+    viewer = make_napari_viewer()
+    dock = WSCNNDock(viewer)
+    shown = []
+    monkeypatch.setattr(_workers, "notify_error", lambda exc, context="": shown.append(str(exc)))
+    dock.infer.run_btn.native.click()
+    assert shown and "train one" in shown[-1]
+    dock.load_model(wscnn_model)
+    qtbot.waitUntil(lambda: dock.model.ready, timeout=30_000)
+    dock.infer.run_btn.native.click()
+    assert "select one or more image layers" in shown[-1]

@@ -1,0 +1,136 @@
+"""WSCNN dock, Train tab: a real viewer, real thread workers, a tiny simulated folder."""
+from __future__ import annotations
+
+import pytest
+
+from napari_rarepheno._widgets import _paths
+from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
+from napari_rarepheno.core.modelfile import load_model
+from napari_rarepheno.core.train import checkpoint_paths
+
+pytestmark = pytest.mark.gui
+
+
+def make_dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock = WSCNNDock(viewer)
+    viewer.window.add_dock_widget(dock, name="WSCNN")
+    return viewer, dock
+
+
+def test_train_from_folder_through_the_widget(make_napari_viewer, qtbot, wscnn_data, tmp_path):
+    viewer, dock = make_dock(make_napari_viewer)
+    panel = dock.train
+    panel.data.path = wscnn_data
+    assert "train: 5 negative / 5 positive" in panel.data.hint.value
+    panel.epochs.value = 2
+    panel.device.value = "cpu"
+    panel.seed.value = 1
+    panel.out.path = tmp_path / "m.safetensors"
+    panel.start_btn.native.click()
+    assert panel.running and not panel.start_btn.enabled and panel.stop_btn.enabled
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    best, last, log = checkpoint_paths(tmp_path / "m.safetensors")
+    assert best.exists() and last.exists() and log.exists()
+    assert dock.model.ready and dock.model.path == best
+    assert len(panel.progress.plot.epochs) == 2  # the live curve saw every epoch
+    assert "Done: best epoch" in panel.progress.status.text()
+    assert panel.start_btn.enabled and not panel.stop_btn.enabled and panel.save_btn.enabled
+
+    # save as (a copy, loadable), then continue training from it
+    saved = panel.save_model(tmp_path / "copy.safetensors")
+    assert load_model(saved).meta.kind == "wscnn"
+    panel.continue_.value = True
+    panel.epochs.value = 1
+    panel.out.path = tmp_path / "continued.safetensors"
+    panel.start_btn.native.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert (tmp_path / "continued.safetensors").exists()
+    assert dock.model.path == tmp_path / "continued.safetensors"
+
+
+def test_stop_midway_keeps_best_checkpoint(make_napari_viewer, qtbot, wscnn_data, tmp_path):
+    viewer, dock = make_dock(make_napari_viewer)
+    panel = dock.train
+    panel.data.path = wscnn_data
+    panel.epochs.value = 200
+    panel.device.value = "cpu"
+    panel.out.path = tmp_path / "stopped.safetensors"
+    panel.start_btn.native.click()
+    qtbot.waitUntil(lambda: len(panel.progress.plot.epochs) >= 1, timeout=60_000)
+    panel.stop_btn.native.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30_000)
+    res = panel.result
+    assert res.cancelled and res.best_epoch >= 1 and len(res.history) < 200
+    assert res.best_path.exists()
+    assert "Kept the best weights" in panel.progress.status.text()
+    assert load_model(res.best_path).meta.training["best_epoch"] == res.best_epoch
+
+
+def test_existing_model_file_is_not_overwritten_without_asking(make_napari_viewer, qtbot, wscnn_data,
+                                                               tmp_path, monkeypatch):
+    viewer, dock = make_dock(make_napari_viewer)
+    target = tmp_path / "keep.safetensors"
+    target.write_bytes(b"precious")
+    asked = []
+    monkeypatch.setattr(_paths, "confirm", lambda *a: asked.append(a) or False)
+    panel = dock.train
+    panel.data.path = wscnn_data
+    panel.out.path = target
+    panel.start_btn.native.click()
+    assert asked and not panel.running
+    assert target.read_bytes() == b"precious"
+
+
+def test_bad_folder_is_a_notification_not_a_traceback(make_napari_viewer, qtbot, tmp_path):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    viewer, dock = make_dock(make_napari_viewer)
+    (tmp_path / "empty").mkdir()
+    panel = dock.train
+    panel.data.path = tmp_path / "empty"
+    assert panel.data.hint.value.startswith("not usable")
+    panel.epochs.value = 1
+    panel.out.path = tmp_path / "x.safetensors"
+    n0 = len(notification_manager.records)
+    panel.start_btn.native.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30_000)
+    new = notification_manager.records[n0:]
+    errors = [n for n in new if n.severity == NotificationSeverity.ERROR]
+    assert len(errors) == 1, [n.message for n in new]
+    msg = errors[0].message
+    assert msg.startswith("wscnn training failed: ") and "negative/ and positive/" in msg
+    assert "Traceback" not in msg
+    assert panel.progress.bar.format() == "failed" and panel.start_btn.enabled
+
+
+def test_removing_the_dock_stops_training(make_napari_viewer, qtbot, wscnn_data, tmp_path):
+    viewer, dock = make_dock(make_napari_viewer)
+    panel = dock.train
+    panel.data.path = wscnn_data
+    panel.epochs.value = 500
+    panel.device.value = "cpu"
+    panel.out.path = tmp_path / "closed.safetensors"
+    panel.start_btn.native.click()
+    worker = panel.worker
+    qtbot.waitUntil(lambda: panel.progress.last is not None and panel.progress.last.stage == "batch",
+                    timeout=60_000)
+    viewer.window.remove_dock_widget(dock)  # the dock's close button does this
+    assert worker.cancel_token.cancelled
+    assert not worker._holder[0].is_alive()  # the engine thread has ended (best weights kept)
+    assert (tmp_path / "closed.safetensors").exists()
+    qtbot.waitUntil(lambda: not dock.workers.busy, timeout=10_000)
+
+
+def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, wscnn_data, tmp_path):
+    viewer, dock = make_dock(make_napari_viewer)
+    panel = dock.train
+    panel.data.path = wscnn_data
+    panel.epochs.value = 500
+    panel.device.value = "cpu"
+    panel.out.path = tmp_path / "closed.safetensors"
+    panel.start_btn.native.click()
+    worker = panel.worker
+    qtbot.waitUntil(lambda: panel.progress.last is not None, timeout=60_000)
+    viewer.close()
+    assert worker.cancel_token.cancelled and not worker._holder[0].is_alive()
