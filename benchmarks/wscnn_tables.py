@@ -116,7 +116,7 @@ def mitosis(args, times) -> dict:
         summary = build_mosaics(MITOSIS, out, MosaicConfig(rare=rare, common=("inter",), grid=(4, 4),
                                                            rare_per_positive=(1, 3), n_per_class=n, seed=0),
                                 overwrite=True)
-    epochs = 2 if args.quick else 10
+    epochs = 2 if args.quick else 6
     with timed("train mitosis", times):
         r = train(out, DATA / "models" / "mitosis.safetensors", "max", epochs, args.recipe, channels=[0, 1],
                   conv2_kernel=7)

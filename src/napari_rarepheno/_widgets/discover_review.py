@@ -203,7 +203,7 @@ class ReviewPanel(QWidget):
 
     def decide(self, decision: str) -> dict | None:
         """Record ``decision`` for the selected row and open the next one."""
-        from ..core.discover import record_decision
+        from ..core.discover.decisions import record_decision
 
         i = self.table.current_index()
         if i is None or not self.rows or "suggested" not in self.rows[i]:
@@ -226,7 +226,7 @@ class ReviewPanel(QWidget):
 
     def apply_dialog(self, *_):
         """Preview the moves, ask, apply; returns the plan (or None)."""
-        from ..core.discover import apply_decisions
+        from ..core.discover.decisions import apply_decisions
 
         dec, folder = self.decisions_path(), self.folder.path
         if dec is None or not dec.exists():
@@ -255,7 +255,7 @@ class ReviewPanel(QWidget):
         return plan
 
     def undo_last(self, *_):
-        from ..core.discover import undo
+        from ..core.discover.decisions import undo
 
         if self.last_undo is None:
             return None

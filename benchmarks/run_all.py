@@ -1,0 +1,20 @@
+"""`make bench`: every benchmark in one run (see docs/performance.md for the timings).
+
+    python benchmarks/run_all.py [--quick]
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["speed.py", "wscnn_tables.py", "deepyeast_mitosis.py", "deepyeast_synthetic.py", "discovery.py"]
+
+if __name__ == "__main__":
+    extra = sys.argv[1:]
+    failed = []
+    for s in SCRIPTS:
+        print(f"\n===== {s} =====", flush=True)
+        if subprocess.call([sys.executable, str(HERE / s), *extra], cwd=HERE) != 0:
+            failed.append(s)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")

@@ -1,0 +1,215 @@
+"""``rarepheno rank | mislabels | apply-decisions | undo-decisions | gallery | name-cluster | retrain``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import count_bar, ctrl_c_cancels, fail
+
+
+def _print_rows(rows: list[dict], columns: list[str], n: int) -> None:
+    def fmt(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    shown = [[fmt(r.get(c, "")) if c != "image" else Path(str(r[c])).as_posix()[-60:] for c in columns]
+             for r in rows[:n]]
+    if not shown:
+        return
+    widths = [max(len(c), *(len(s[i]) for s in shown)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for s in shown:
+        print("  ".join(v.ljust(w) for v, w in zip(s, widths)))
+    if len(rows) > n:
+        print(f"... {len(rows) - n} more")
+
+
+def cmd_rank(args) -> int:
+    from ..core.discover import rank_images
+    from ..core.progress import CancelToken
+
+    with ctrl_c_cancels(CancelToken()) as token:
+        rows = rank_images(args.model, args.inputs, args.out, score=args.score, target=args.target,
+                           batch_size=args.batch_size, device=args.device, tta=args.tta, resume=args.resume,
+                           overwrite=args.overwrite, progress=count_bar("scoring", args.quiet), cancel=token)
+    if not args.quiet:
+        cols = ["rank", "image", "label", "predicted", "score"]
+        _print_rows(rows, cols, args.show)
+    print(f"wrote {args.out} ({len(rows)} image(s){', stopped early' if token.cancelled else ''})", file=sys.stderr)
+    return 130 if token.cancelled else 0
+
+
+def cmd_mislabels(args) -> int:
+    from ..core.discover import find_mislabels
+    from ..core.progress import CancelToken
+
+    with ctrl_c_cancels(CancelToken()) as token:
+        rows = find_mislabels(args.model, args.labeled, args.out, top=args.top, batch_size=args.batch_size,
+                              device=args.device, tta=args.tta, resume=args.resume, overwrite=args.overwrite,
+                              progress=count_bar("scoring", args.quiet), cancel=token)
+    if not args.quiet:
+        _print_rows(rows, ["rank", "image", "label", "suggested", "suspicion"], args.show)
+    print(f"wrote {args.out}: {len(rows)} suspected mislabel(s); review them in the Discover dock or write a "
+          "decisions CSV (image,current_label,suggested_label,decision,timestamp) for apply-decisions",
+          file=sys.stderr)
+    return 130 if token.cancelled else 0
+
+
+def _print_plan(plan) -> None:
+    from ..core.discover.decisions import plan_rows
+
+    rows = [dict(r, src=Path(r["src"]).name, dst="/".join(Path(r["dst"]).parts[-2:])) for r in plan_rows(plan)]
+    _print_rows(rows, ["status", "src", "dst", "reason"], 10_000)
+
+
+def cmd_apply(args) -> int:
+    from ..core.discover import apply_decisions
+
+    plan = apply_decisions(args.data, args.decisions, dry_run=not args.apply, undo_file=args.undo_file)
+    _print_plan(plan)
+    print(plan.summary(), file=sys.stderr)
+    if not args.apply:
+        print("preview only: nothing was moved; add --apply to move the files", file=sys.stderr)
+        return 1 if plan.errors else 0
+    print(f"to undo: rarepheno undo-decisions {plan.undo_file}", file=sys.stderr)
+    return 0
+
+
+def cmd_undo(args) -> int:
+    from ..core.discover import undo
+
+    plan = undo(args.undo_file, dry_run=args.dry_run)
+    _print_plan(plan)
+    print(plan.summary().replace("moved", "moved back"), file=sys.stderr)
+    return 0
+
+
+def cmd_gallery(args) -> int:
+    from ..core.discover import GalleryConfig, build_gallery, save_gallery
+    from ..core.progress import CancelToken
+    from ..core.saliency import SaliencyConfig
+
+    out = Path(args.out)
+    if (out / "gallery.csv").exists() and not args.overwrite:
+        fail(f"{out}: holds a gallery already; use --overwrite to replace it")
+    cfg = GalleryConfig(crop_size=args.crop_size, max_per_image=args.per_image, max_crops=args.max_crops,
+                        min_probability=args.min_probability, target=args.target, n_clusters=args.clusters,
+                        method=args.method, seed=args.seed,
+                        saliency=SaliencyConfig(threshold=args.threshold, sigma=args.sigma))
+    with ctrl_c_cancels(CancelToken()) as token:
+        g = build_gallery(args.model, args.inputs, cfg, device=args.device,
+                          progress=count_bar("gallery", args.quiet), cancel=token)
+    files = save_gallery(g, out, overwrite=True)
+    sizes = {int(k): int((g.clusters == k).sum()) for k in sorted(set(g.clusters.tolist()))}
+    print(f"{len(g)} crop(s) from {g.info['n_images']} image(s); cluster sizes {sizes}")
+    print(f"wrote {', '.join(p.name for p in files.values())} to {out}", file=sys.stderr)
+    return 130 if token.cancelled else 0
+
+
+def cmd_name_cluster(args) -> int:
+    from ..core.discover import load_gallery, name_cluster
+
+    written = name_cluster(load_gallery(args.gallery), args.cluster, args.name, args.out)
+    print(f"wrote {len(written)} crop(s) to {Path(args.out) / args.name}", file=sys.stderr)
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from ..core.discover import retrain
+    from ..core.progress import CancelToken
+    from ..core.train import TrainConfig
+    from .common import TrainBar
+
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed)
+    with ctrl_c_cancels(CancelToken()) as token:
+        res = retrain(args.model, args.data, args.out, cfg, fine_tune=not args.from_scratch,
+                      callback=TrainBar(args.quiet), cancel=token)
+    print(f"{'stopped' if res.cancelled else 'retrained'}: best epoch {res.best_epoch} -> {res.best_path}",
+          file=sys.stderr)
+    return 130 if res.cancelled else 0
+
+
+def _tta(p) -> None:
+    p.add_argument("--tta", action="store_true", help="average over flips and quarter turns (8x slower, steadier)")
+
+
+def _common(p, batch: int | None = 16, batch_help: str = "images scored at once (memory)") -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--batch-size", type=int, default=batch, help=batch_help)
+    p.add_argument("--quiet", action="store_true")
+
+
+def add_parser(sub, train_sub) -> None:
+    p = sub.add_parser("rank", help="score every image of a folder and sort (probability or entropy)")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    p.add_argument("--out", required=True, help="ranking CSV to write")
+    p.add_argument("--score", choices=["probability", "entropy"], default="probability",
+                   help="probability of --target (default WSCNN positive / DeepYeast top class) or uncertainty")
+    p.add_argument("--target", default=None, help="class whose probability is the score")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run (OUT.partial.csv)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--show", type=int, default=10, help="rows to print")
+    _tta(p)
+    _common(p)
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("mislabels", help="images the model places in another class than their folder")
+    p.add_argument("model")
+    p.add_argument("labeled", help="DATA/train (class folders) or DATA (all splits)")
+    p.add_argument("--out", required=True, help="suspects CSV to write")
+    p.add_argument("--top", type=int, default=None, help="keep the K most suspicious (default: every image "
+                   "the model assigns to another class)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--show", type=int, default=10)
+    _tta(p)
+    _common(p)
+    p.set_defaults(func=cmd_mislabels)
+
+    p = sub.add_parser("apply-decisions", help="preview (default) or apply confirmed relabels: move files")
+    p.add_argument("data", help="the data folder the decisions refer to")
+    p.add_argument("decisions", help="decisions CSV: image,current_label,suggested_label,decision,timestamp")
+    p.add_argument("--apply", action="store_true", help="really move the files (writes an undo file first)")
+    p.add_argument("--undo-file", default=None, help="where to write the undo file")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("undo-decisions", help="move files back as recorded in an undo file")
+    p.add_argument("undo_file")
+    p.add_argument("--dry-run", action="store_true", help="only show what would move back")
+    p.set_defaults(func=cmd_undo)
+
+    p = sub.add_parser("gallery", help="crops of salient cells across images, embedded and clustered")
+    p.add_argument("model")
+    p.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    p.add_argument("--out", required=True, help="folder for gallery.csv/png, scatter.png, crops.npy")
+    p.add_argument("--clusters", type=int, default=5, help="k-means clusters")
+    p.add_argument("--method", choices=["kmeans", "hdbscan"], default="kmeans")
+    p.add_argument("--crop-size", type=int, default=64)
+    p.add_argument("--per-image", type=int, default=3, help="salient cells per image, at most")
+    p.add_argument("--max-crops", type=int, default=2000)
+    p.add_argument("--min-probability", type=float, default=0.5, help="only images scored at least this")
+    p.add_argument("--target", default=None, help="class to explain (default: positive)")
+    p.add_argument("--threshold", type=float, default=0.25, help="saliency threshold (fraction of the maximum)")
+    p.add_argument("--sigma", type=float, default=2.0, help="saliency smoothing (px)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    _common(p, batch=8)
+    p.set_defaults(func=cmd_gallery)
+
+    p = sub.add_parser("name-cluster", help="write a gallery cluster's crops as a new class folder")
+    p.add_argument("gallery", help="a folder written by rarepheno gallery")
+    p.add_argument("--cluster", type=int, required=True)
+    p.add_argument("--name", required=True, help="the new class (folder) name")
+    p.add_argument("--out", required=True, help="crops root: crops go to OUT/NAME/")
+    p.set_defaults(func=cmd_name_cluster)
+
+    p = sub.add_parser("retrain", help="fine-tune a model on corrected labels or new class folders")
+    p.add_argument("model")
+    p.add_argument("data", help="WSCNN: DATA with train/ (val/); DeepYeast: class folders of crops")
+    p.add_argument("--out", required=True, help="the new model file")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-scratch", action="store_true", help="do not start from the model's weights")
+    _common(p, batch=None, batch_help="training batch size (default: the recipe's)")
+    p.set_defaults(func=cmd_retrain)

@@ -1,0 +1,183 @@
+"""Streaming batch scoring: class probabilities for many image files, a batch at a time.
+
+Only ``batch_size`` images are in memory at once: files are read lazily, consecutive
+images of the same size are stacked into a batch, the network scores the batch and
+the caller gets one ``(path, probabilities)`` pair per file, in input order. Works for
+both networks: a WSCNN scores whole fields (any size), DeepYeast scores crops (resized
+around their centre to its input size).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..imageio import is_image_file, read_image
+from ..progress import CancelToken
+
+SCORES = ("probability", "entropy")
+
+
+@dataclass
+class LabeledFile:
+    """One image and the class folder it sits in ('' when unlabeled)."""
+
+    path: Path
+    label: str = ""
+    split: str = ""
+
+
+def as_loaded(model):
+    """A :class:`~..modelfile.LoadedModel` of either kind, from a path or as given."""
+    from ..modelfile import LoadedModel, load_model
+
+    if isinstance(model, LoadedModel):
+        return model
+    lm = load_model(model)
+    if lm.meta.kind not in ("wscnn", "deepyeast"):
+        raise InputError(f"cannot score with a {lm.meta.kind} model", model)
+    return lm
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+
+
+def labeled_files(root: str | Path, class_names: Sequence[str]) -> list[LabeledFile]:
+    """Every image of ``root/<class>/`` for the model's classes; ``root`` may also be a data
+    folder with ``train/ val/ test/`` splits (each split's class folders are read)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("folder not found" if not root.exists() else "expected a folder", root)
+    subs = {p.name for p in root.iterdir() if p.is_dir()}
+    if subs & set(class_names):
+        splits = [("", root)]
+    else:
+        splits = [(s, root / s) for s in ("train", "val", "test") if s in subs]
+        splits = [(s, d) for s, d in splits if {p.name for p in d.iterdir() if p.is_dir()} & set(class_names)]
+    if not splits:
+        raise InputError(f"expected class folders named like the model's classes ({', '.join(class_names)}) "
+                         f"or train/ val/ test/ splits holding them (found: {', '.join(sorted(subs)) or 'nothing'})",
+                         root)
+    out: list[LabeledFile] = []
+    for split, folder in splits:
+        others = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in class_names
+                        and not p.name.startswith("."))
+        if others:
+            raise InputError(f"class folder(s) {', '.join(o + '/' for o in others)} are not classes of the model "
+                             f"({', '.join(class_names)}); move them out or use a model that knows them", folder)
+        for c in class_names:
+            if (folder / c).is_dir():
+                out += [LabeledFile(p, c, split) for p in _images_in(folder / c)]
+    if not out:
+        raise InputError("no images in the class folders", root)
+    return out
+
+
+def folder_files(inputs: Sequence[str | Path], class_names: Sequence[str] = ()) -> list[LabeledFile]:
+    """Images of files/folders (recursive); the label is the parent folder's name when that
+    is a class of the model (so a ranking of a labeled folder shows the labels)."""
+    from ..batch import expand_inputs
+
+    files = expand_inputs([Path(p) for p in inputs])
+    return [LabeledFile(f, f.parent.name if f.parent.name in class_names else "") for f in files]
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Normalised entropy in [0, 1] of each row of (N, K) probabilities."""
+    p = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
+    k = p.shape[1]
+    return (-(p * np.log(p)).sum(1) / np.log(k)) if k > 1 else np.zeros(len(p))
+
+
+def read_for_model(lm, path: Path) -> np.ndarray:
+    """One file as the float (C, H, W) the model takes (its stored channel selection)."""
+    if lm.meta.kind == "wscnn":
+        img = read_image(path, lm.meta.channels, min_size=lm.model.min_input_size)
+    else:
+        img = read_image(path, lm.meta.channels)
+    want = int(lm.model.config.in_channels)
+    if img.shape[0] != want:
+        raise InputError(f"the model expects {want} channel(s) but this image has {img.shape[0]}", path)
+    return img
+
+
+def batches(lm, files: Iterable[LabeledFile], batch_size: int,
+            max_pixels: int = 2 ** 25) -> Iterator[tuple[list[LabeledFile], np.ndarray]]:
+    """Consecutive same-size images stacked into (B, C, H, W) float32 batches, read lazily;
+    a batch also ends before it would exceed ``max_pixels`` values (big fields go alone)."""
+    group: list[LabeledFile] = []
+    arrays: list[np.ndarray] = []
+    for f in files:
+        img = read_for_model(lm, f.path)
+        if arrays and (img.shape != arrays[0].shape or len(arrays) >= batch_size
+                       or (len(arrays) + 1) * img.size > max_pixels):
+            yield group, np.stack(arrays)
+            group, arrays = [], []
+        group.append(f)
+        arrays.append(img)
+    if arrays:
+        yield group, np.stack(arrays)
+
+
+def probabilities(lm, x: np.ndarray, device) -> np.ndarray:
+    """(B, K) class probabilities of one float batch."""
+    if lm.meta.kind == "deepyeast":
+        from ..deepyeast import classify_crops
+
+        return classify_crops(lm, x, device=str(device), batch_size=len(x))
+    from ..predict import classify_batch
+
+    return classify_batch(lm, x, len(x), device)
+
+
+def tta_probabilities(lm, x: np.ndarray, device) -> np.ndarray:
+    """Probabilities averaged over the 8 flips and quarter turns of the batch (4 half-turns
+    and flips when the images are not square and the network needs a fixed size)."""
+    fixed = getattr(lm.model.config, "head", "max") == "fc" or lm.meta.kind == "deepyeast"
+    turns = (0, 1, 2, 3) if x.shape[2] == x.shape[3] or not fixed else (0, 2)
+    out = np.zeros((len(x), len(lm.meta.class_names)), np.float64)
+    for k in turns:
+        r = np.rot90(x, k, axes=(2, 3))
+        for y in (r, r[..., ::-1]):
+            out += probabilities(lm, np.ascontiguousarray(y), device)
+    return out / (2 * len(turns))
+
+
+def score_stream(model, files: Sequence[LabeledFile], *, batch_size: int = 16, device: str = "auto",
+                 tta: bool = False, progress=None,
+                 cancel: CancelToken | None = None) -> Iterator[tuple[LabeledFile, np.ndarray]]:
+    """Yield ``(file, probabilities)`` for every file, in order, holding one batch at a time.
+    ``tta``: average over flips and rotations (8x the work; steadier scores). Stops early
+    (without error) when ``cancel`` is set."""
+    from ..device import resolve_device
+
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    lm = as_loaded(model)
+    dev = resolve_device(device)
+    lm.model.to(dev).eval()
+    done = 0
+    for group, x in batches(lm, files, batch_size):
+        if cancel is not None and cancel.cancelled:
+            return
+        p = tta_probabilities(lm, x, dev) if tta else probabilities(lm, x, dev)
+        for f, row in zip(group, p):
+            yield f, np.asarray(row, np.float64)
+        done += len(group)
+        if progress is not None:
+            progress(done, len(files))
+
+
+def target_index(class_names: Sequence[str], target: str | None, kind: str) -> int | None:
+    """Index of the class to score; WSCNN defaults to its last class (positive), DeepYeast to
+    None (the top class's probability)."""
+    names = list(class_names)
+    if target in (None, ""):
+        return len(names) - 1 if kind == "wscnn" else None
+    if target not in names:
+        raise InputError(f"unknown class {target!r}; the model's classes are {', '.join(names)}")
+    return names.index(target)
