@@ -23,7 +23,7 @@ from torch import nn
 
 from .augment import AugmentConfig, augment_batch
 from .data.folders import ImageSet
-from .device import resolve_device, resolve_precision, set_threads
+from .device import cpu_allocator_tuned, resolve_device, resolve_precision, set_threads
 from .errors import InputError
 from .modelfile import ModelMeta, flatten_state, read_tensors, save_model, unflatten_state, write_tensors
 from .normalize import Normalization
@@ -109,6 +109,11 @@ def evaluate_arrays(model: nn.Module, images: np.ndarray, labels: np.ndarray | N
                     device: torch.device, batch_size: int = 64, autocast_dtype=None,
                     channels_last: bool = True) -> dict:
     """Loss, accuracy and probabilities of ``model`` on in-memory images."""
+    with cpu_allocator_tuned(device.type == "cpu"):
+        return _evaluate_arrays(model, images, labels, norm, device, batch_size, autocast_dtype, channels_last)
+
+
+def _evaluate_arrays(model, images, labels, norm, device, batch_size, autocast_dtype, channels_last) -> dict:
     was_training = model.training
     model.eval()
     probs, losses = [], []
@@ -148,6 +153,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
         self.channels_last = cfg.channels_last and self.device.type != "mps"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest kernels once
         torch.manual_seed(cfg.seed)
         self.model = model.to(self.device)
         if self.channels_last:
@@ -230,6 +237,10 @@ class Trainer:
             self.callback(Progress(n_epochs=self.cfg.epochs, **kw))
 
     def fit(self, train: ImageSet, val: ImageSet | None = None, resume: bool = False) -> TrainResult:
+        with cpu_allocator_tuned(self.device.type == "cpu"):
+            return self._fit(train, val, resume)
+
+    def _fit(self, train: ImageSet, val: ImageSet | None, resume: bool) -> TrainResult:
         n = len(train)
         if n < 2:
             raise InputError(f"need at least 2 training images, found {n}", train.root)
@@ -282,6 +293,8 @@ class Trainer:
                            lr=self.schedule.lr(), elapsed=time.perf_counter() - t0)
             if cancelled:
                 break
+            # DDP: every rank saw its share; rank 0 logs the numbers of the whole epoch
+            run_loss, run_correct, seen = dist_util.all_sum(self.dist, [run_loss, run_correct, seen])
             row = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
                    "train_accuracy": run_correct / max(seen, 1), "lr": self.schedule.lr()}
             if val is not None and len(val):
@@ -328,6 +341,8 @@ class Trainer:
                 self.save_best()
         if getattr(self, "_best_state", None) is not None:
             self.model.load_state_dict(self._best_state)
+        if self.dist.enabled:
+            dist_util.unsync_batchnorm(self.model)  # plain batch norm again outside this run
         self.model.eval()
         self._emit(stage="cancelled" if cancelled else "done", epoch=len(self.history),
                    metrics={"best_epoch": self.best_epoch, "best_path": str(best_path) if best_path else None},

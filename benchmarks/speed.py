@@ -1,0 +1,506 @@
+"""Speed against the machine's limit: roofline, FLOPs per image, training and inference throughput.
+
+    python benchmarks/speed.py            # full run (~15 min on 2 cores), writes results/speed.json
+    python benchmarks/speed.py --quick    # smaller batches and fewer repeats (~5 min), results/speed_quick.json
+
+Prints, in one run on one machine:
+* the roofline: measured fp32 (and bf16) matrix-multiply GFLOP/s with all threads;
+* WSCNN (1x210x280) and DeepYeast (2x64x64, 12 classes) GFLOP per image, forward and
+  forward+backward, counted by ``torch.utils.flop_counter`` from the real layers;
+* training and inference images/s, achieved GFLOP/s and the fraction of the roofline, for
+  a naive eager baseline (float32, NCHW, a DataLoader over per-image tensors with
+  per-image augmentation) and for our path, one optimisation at a time (in-memory uint8
+  + batch augmentation on the device, channels_last, bf16 autocast, the glibc allocator
+  setting), then ``Trainer.fit`` / ``evaluate_arrays`` themselves with their defaults;
+* the inference targets: a 2048x2048 field with saliency (<= 2 s) and 10k DeepYeast
+  crops (<= 60 s), through the package's own functions.
+
+Timing: every variant runs one untimed warm-up step, then ``--steps`` timed steps; the
+variants take turns (round robin) for ``--reps`` rounds and we report the median, so a
+change of machine load hits all of them alike; the fp32 matmul roofline takes its turn in
+the same rounds. The 1-minute load average before and after is recorded.
+
+On a shared, busy machine use ``--cpu-time``: one thread, timed with the thread's own CPU
+clock (``time.thread_time``), so other processes do not count; numbers are then per core
+(the 2-core wall-clock figure is at most twice that).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save, table  # noqa: E402
+
+from napari_rarepheno.core.augment import AugmentConfig, augment_batch, sample_affine  # noqa: E402
+from napari_rarepheno.core.device import (cpu_allocator_tuned, cpu_native_bf16, cpu_supports_bf16,  # noqa: E402
+                                          resolve_precision)
+from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta  # noqa: E402
+from napari_rarepheno.core.models import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict  # noqa: E402
+from napari_rarepheno.core.normalize import Normalization  # noqa: E402
+from napari_rarepheno.core.train import make_optimizer, to_model_input, TrainConfig  # noqa: E402
+
+BF16 = torch.bfloat16
+CLOCK = time.perf_counter  # --cpu-time: time.thread_time
+NETS = {"wscnn": dict(shape=(1, 210, 280), augment=AugmentConfig.wscnn_paper(), batch=50, eval_batch=16),
+        "deepyeast": dict(shape=(2, 64, 64), augment=AugmentConfig.deepyeast(), batch=100, eval_batch=256)}
+
+
+# ------------------------------------------------------------------ machine
+def machine_extra() -> dict:
+    caps = {}
+    try:
+        c = torch.backends.cpu.get_cpu_capability()
+        caps = {k: v for k, v in torch.cpu.get_capabilities().items()
+                if k in ("avx512_f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2")} if hasattr(
+            torch.cpu, "get_capabilities") else {}
+        caps["aten_capability"] = c
+    except Exception:
+        pass
+    return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+            "mkldnn": torch.backends.mkldnn.is_available(), "bf16_supported": cpu_supports_bf16(),
+            "bf16_native_amx": cpu_native_bf16(), "capabilities": caps,
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg_start": os.getloadavg()[0]}
+
+
+def matmul_gflops(dtype: torch.dtype, n: int, reps: int) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    ts = []
+    for _ in range(reps):
+        t = CLOCK()
+        a @ b
+        ts.append(CLOCK() - t)
+    return 2 * n ** 3 / statistics.median(ts) / 1e9
+
+
+def matmul_step(dtype: torch.dtype, n: int):
+    """A round-robin 'variant' whose throughput is the matmul roofline (n^3 multiply-adds per step)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return lambda: a @ b
+
+
+# -------------------------------------------------------------------- FLOPs
+def build(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return WSCNN(WSCNNConfig()) if kind == "wscnn" else DeepYeast(DeepYeastConfig())
+
+
+def flops_per_image(kind: str) -> dict:
+    """GFLOP per image (1 multiply-add = 2 FLOP): inference forward, training forward+backward
+    (no gradient for the input image, as in training)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build(kind)
+    x = torch.randn(2, *NETS[kind]["shape"])  # 2 images: BatchNorm1d needs more than one in training
+    model.eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(x)
+    fwd = fc.get_total_flops() / 2
+    by_op = {str(k): v / 2 / 1e9 for k, v in fc.get_flop_counts()["Global"].items()}
+    model.train()
+    with FlopCounterMode(display=False) as fc:
+        F.cross_entropy(model(x), torch.tensor([0, 1])).backward()
+    return {"forward": fwd / 1e9, "train": fc.get_total_flops() / 2 / 1e9, "forward_by_op": by_op,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+# ------------------------------------------------------------------- timing
+class RoundRobin:
+    """Variants take turns; each turn = 1 untimed warm-up step + ``steps`` timed steps."""
+
+    def __init__(self, steps: int, reps: int):
+        self.steps, self.reps = steps, reps
+        self.variants: dict[str, tuple] = {}
+
+    def add(self, name: str, step, images_per_step: int, alloc: bool = False) -> None:
+        self.variants[name] = (step, images_per_step, alloc)
+
+    def run(self, label: str) -> dict[str, float]:
+        times = {k: [] for k in self.variants}
+        for r in range(self.reps):
+            for name, (step, n, alloc) in self.variants.items():
+                with cpu_allocator_tuned(alloc):
+                    step()
+                    t = CLOCK()
+                    for _ in range(self.steps):
+                        step()
+                    times[name].append((CLOCK() - t) / self.steps)
+                print(f"  [{label}] round {r + 1}/{self.reps} {name}: {n / times[name][-1]:.1f} /s", flush=True)
+        return {k: self.variants[k][1] / statistics.median(v) for k, v in times.items()}
+
+
+def fake_data(kind: str, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    c, h, w = NETS[kind]["shape"]
+    images = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
+    k = 2 if kind == "wscnn" else 12
+    labels = (np.arange(n) % k).astype(np.int64)
+    return images, labels, k
+
+
+class PerImageDataset(torch.utils.data.Dataset):
+    """The naive baseline's data: one float32 tensor per image, augmented one at a time."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, norm: Normalization, aug: AugmentConfig):
+        self.images = [torch.from_numpy(im.astype(np.float32)) for im in images]
+        self.labels, self.norm, self.aug = labels, norm, aug
+        self.gen = torch.Generator().manual_seed(0)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = self.images[i][None]
+        if self.aug is not None:
+            mat = sample_affine(1, x.shape[-2], x.shape[-1], self.aug, self.gen)
+            grid = F.affine_grid(mat, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return self.norm.apply_torch(x)[0], int(self.labels[i])
+
+
+def loop_forever(loader):
+    while True:
+        yield from loader
+
+
+def training_variants(kind: str, batch: int, n_images: int, rr: RoundRobin) -> None:
+    images, labels, k = fake_data(kind, n_images)
+    norm = Normalization.fit(images)
+    aug = NETS[kind]["augment"]
+    cfg = TrainConfig()
+
+    # naive eager baseline: defaults, float32, NCHW, DataLoader over per-image tensors
+    model0 = build(kind)
+    opt0 = make_optimizer(model0, "adamw", 1e-4, cfg)
+    it = loop_forever(torch.utils.data.DataLoader(PerImageDataset(images, labels, norm, aug), batch_size=batch,
+                                                  shuffle=True, drop_last=True))
+    model0.train()
+
+    def naive():
+        x, y = next(it)
+        loss = F.cross_entropy(model0(x), y)
+        opt0.zero_grad()
+        loss.backward()
+        opt0.step()
+    rr.add("naive eager (DataLoader, per-image aug, fp32, NCHW)", naive, batch)
+
+    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
+
+    def ours(channels_last: bool, amp):
+        model = build(kind)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        opt = make_optimizer(model, "adamw", 1e-4, cfg)
+        gen = torch.Generator().manual_seed(0)
+        model.train()
+
+        def step():
+            idx = torch.randint(0, len(x_all), (batch,), generator=gen)
+            xb = to_model_input(augment_batch(x_all[idx], aug, gen), norm, torch.device("cpu"), channels_last)
+            with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+    rr.add("+ in-memory uint8, batch aug on device", ours(False, None), batch)
+    rr.add("+ channels_last", ours(True, None), batch)
+    if cpu_supports_bf16():
+        rr.add("+ bf16 autocast", ours(True, BF16), batch)
+        rr.add("+ glibc allocator (cpu_allocator_tuned)", ours(True, BF16), batch, alloc=True)
+    else:
+        rr.add("+ glibc allocator (cpu_allocator_tuned)", ours(True, None), batch, alloc=True)
+
+
+def inference_variants(kind: str, batch: int, n_images: int, rr: RoundRobin) -> None:
+    images, labels, k = fake_data(kind, n_images)
+    norm = Normalization.fit(images)
+    model0 = build(kind).eval()
+    loader = loop_forever(torch.utils.data.DataLoader(PerImageDataset(images, labels, norm, None),
+                                                      batch_size=batch))
+
+    def naive():
+        x, _ = next(loader)
+        with torch.no_grad():
+            model0(x)
+    rr.add("naive eager (DataLoader, fp32, NCHW)", naive, batch)
+    x_all = torch.from_numpy(images)
+
+    def ours(channels_last: bool, amp):
+        model = build(kind).eval()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        pos = [0]
+
+        def step():
+            s = pos[0] % (len(x_all) - batch + 1)
+            pos[0] += batch
+            xb = to_model_input(x_all[s:s + batch], norm, torch.device("cpu"), channels_last)
+            with torch.no_grad(), torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+                model(xb)
+        return step
+    rr.add("+ in-memory uint8 batches", ours(False, None), batch)
+    rr.add("+ channels_last", ours(True, None), batch)
+    if cpu_supports_bf16():
+        rr.add("+ bf16 autocast", ours(True, BF16), batch)
+        rr.add("+ glibc allocator (cpu_allocator_tuned)", ours(True, BF16), batch, alloc=True)
+
+
+def trainer_fit(kind: str, n_images: int, batch: int, precision: str = "auto") -> dict:
+    """``Trainer.fit`` itself, one epoch over ``n_images`` (no validation), as the CLI runs it."""
+    from napari_rarepheno.core.data.folders import ImageSet
+    from napari_rarepheno.core.train import Trainer
+
+    images, labels, k = fake_data(kind, n_images, seed=1)
+    data = ImageSet(images, labels, [str(i) for i in range(k)], [Path(f"{i}.png") for i in range(n_images)])
+    model = build(kind)
+    meta = ModelMeta(kind, config_to_dict(model.config), data.class_names)
+    tr = Trainer(model, meta, TrainConfig(epochs=1, batch_size=batch, precision=precision, device="cpu"),
+                 NETS[kind]["augment"], Normalization.fit(images))
+    t = CLOCK()
+    tr.fit(data)
+    sec = CLOCK() - t
+    return {"images_per_s": (n_images // batch) * batch / sec, "seconds": sec,
+            "precision": str(tr.amp_dtype or "fp32"), "channels_last": tr.channels_last}
+
+
+def evaluate_path(kind: str, n_images: int, batch: int) -> dict:
+    from napari_rarepheno.core.train import evaluate_arrays
+
+    images, _, _ = fake_data(kind, n_images, seed=2)
+    model = build(kind).to(memory_format=torch.channels_last)
+    amp = resolve_precision("auto", torch.device("cpu"))
+    norm = Normalization.fit(images)
+    evaluate_arrays(model, images[:batch], None, norm, torch.device("cpu"), batch, amp, True)
+    t = CLOCK()
+    evaluate_arrays(model, images, None, norm, torch.device("cpu"), batch, amp, True)
+    sec = CLOCK() - t
+    return {"images_per_s": n_images / sec, "precision": str(amp or "fp32")}
+
+
+# ------------------------------------------------------------------ targets
+def wscnn_loaded() -> LoadedModel:
+    torch.manual_seed(0)
+    m = WSCNN(WSCNNConfig()).eval()
+    with torch.no_grad():  # some positive evidence, so the saliency objective is not all zero
+        m.classifier.bias[1] += 2.0
+    meta = ModelMeta("wscnn", config_to_dict(m.config), ["negative", "positive"],
+                     normalization={"mean": [0.1], "std": [0.1]})
+    return LoadedModel(m, meta)
+
+
+def field_target(side: int, reps: int) -> dict:
+    """A side x side field with saliency: the package's predict_wscnn (as shipped), and the
+    tiled streaming path of core.tiles with the settings the benchmark selects."""
+    from napari_rarepheno.core.predict import predict_wscnn
+    from napari_rarepheno.core.tiles import predict_wscnn_lazy
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 60, (1, side, side), dtype=np.uint8)
+    out: dict = {"side": side, "target_s": 2.0}
+
+    def best(fn):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t = CLOCK()
+            r = fn()
+            ts.append(CLOCK() - t)
+        return statistics.median(ts), r
+    runs = {
+        "predict_wscnn untiled (fp32, NCHW)": lambda lm: predict_wscnn(lm, img, saliency=True),
+        "predict_wscnn tile=1024 (fp32, NCHW)": lambda lm: predict_wscnn(lm, img, saliency=True, tile=1024),
+        "tiles.predict_wscnn_lazy tile=512 fp32 channels_last":
+            lambda lm: predict_wscnn_lazy(lm, img, tile=512, precision="fp32"),
+        "tiles.predict_wscnn_lazy tile=512 auto (bf16 here) channels_last":
+            lambda lm: predict_wscnn_lazy(lm, img, tile=512, precision="auto"),
+        "tiles.predict_wscnn_lazy tile=1104 auto channels_last":
+            lambda lm: predict_wscnn_lazy(lm, img, tile=1104, precision="auto"),
+    }
+    ref = None
+    for name, fn in runs.items():
+        lm = wscnn_loaded()
+        sec, res = best(lambda: fn(lm))
+        sal = np.asarray(res.saliency)
+        if ref is None:
+            ref = sal
+        corr = float(np.corrcoef(ref.ravel(), sal.ravel())[0, 1]) if sal.std() > 0 else float("nan")
+        out[name] = {"seconds": sec, "saliency_corr_vs_fp32_untiled": corr}
+        print(f"  {side}x{side} + saliency, {name}: {sec:.2f} s (target 2 s), saliency corr {corr:.5f}", flush=True)
+    return out
+
+
+def crops_target(n: int, reps: int) -> dict:
+    from napari_rarepheno.core.deepyeast import classify_crops
+    from napari_rarepheno.core.train import evaluate_arrays
+
+    torch.manual_seed(0)
+    model = DeepYeast(DeepYeastConfig()).eval()
+    meta = ModelMeta("deepyeast", config_to_dict(model.config), [f"c{i}" for i in range(12)],
+                     normalization={"mean": [0.2, 0.2], "std": [0.1, 0.1]})
+    lm = LoadedModel(model, meta)
+    crops = np.random.default_rng(0).integers(0, 4000, (n, 2, 64, 64), dtype=np.uint16)
+    out: dict = {"n_crops": n, "target_s_per_10k": 60.0}
+    classify_crops(lm, crops[:256], device="cpu")
+    t = CLOCK()
+    p32 = classify_crops(lm, crops, device="cpu")
+    sec = CLOCK() - t
+    out["deepyeast.classify_crops (as shipped)"] = {"seconds": sec, "seconds_per_10k": sec * 10_000 / n}
+    print(f"  {n} crops, classify_crops as shipped: {sec:.1f} s -> {sec * 1e4 / n:.1f} s per 10k (target 60 s)")
+    amp = resolve_precision("auto", torch.device("cpu"))
+    model.to(memory_format=torch.channels_last)
+    x = (crops.astype(np.float32) / 65535.0)
+    norm = Normalization.from_dict(meta.normalization)
+    evaluate_arrays(model, x[:256], None, norm, torch.device("cpu"), 256, amp, True)
+    t = CLOCK()
+    p16 = evaluate_arrays(model, x, None, norm, torch.device("cpu"), 256, amp, True)["probabilities"]
+    sec = CLOCK() - t
+    agree = float((p16.argmax(1) == p32.argmax(1)).mean())
+    out["evaluate_arrays channels_last + auto precision, batch 256"] = {
+        "seconds": sec, "seconds_per_10k": sec * 10_000 / n, "precision": str(amp or "fp32"),
+        "argmax_agreement_vs_fp32": agree, "max_abs_prob_diff": float(np.abs(p16 - p32).max())}
+    print(f"  {n} crops, channels_last + {amp or 'fp32'} batch 256: {sec:.1f} s -> {sec * 1e4 / n:.1f} s per 10k; "
+          f"argmax agreement with fp32 {agree:.4f}, max |dp| {np.abs(p16 - p32).max():.3g}", flush=True)
+    return out
+
+
+# --------------------------------------------------------------------- main
+def rows_for(kind, what, ips: dict, gflop: float, roof: dict) -> list[list]:
+    rows, prev = [], None
+    base = next(iter(ips.values()))
+    for name, v in ips.items():
+        gfs = v * gflop
+        bf = "bf16" in name or "allocator" in name
+        r = [name, f"{v:.1f}", f"{gfs:.0f}", f"{gfs / roof['fp32']:.0%}",
+             f"{gfs / roof['bf16']:.0%}" if roof.get("bf16") and bf else "", f"{v / base:.2f}x",
+             f"{v / prev:.2f}x" if prev else ""]
+        rows.append(r)
+        prev = v
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
+    ap.add_argument("--skip-targets", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="one thread, timed by its own CPU clock: per-core numbers, robust to other load")
+    args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.thread_time
+        torch.set_num_threads(1)
+    elif args.threads:
+        torch.set_num_threads(args.threads)
+    q = args.quick
+    steps, reps = (1, 3) if q else (2, 5)
+    res: dict = {"quick": q, "clock": "thread CPU time, 1 thread" if args.cpu_time else "wall clock",
+                 "machine_extra": machine_extra()}
+    print("machine:", json.dumps(res["machine_extra"]))
+
+    # roofline
+    n = 1024 if q else 2048
+    roof = {"fp32": max(matmul_gflops(torch.float32, n, 5 if q else 10) for _ in range(3))}
+    if cpu_supports_bf16():
+        roof["bf16"] = max(matmul_gflops(BF16, n, 5 if q else 10) for _ in range(3))
+    res["roofline_gflops"] = roof
+    print(f"\nroofline: fp32 matmul {roof['fp32']:.0f} GFLOP/s" +
+          (f", bf16 matmul {roof['bf16']:.0f} GFLOP/s" if "bf16" in roof else "") + f" ({n}x{n}, best of 3 medians)")
+
+    # FLOPs per image
+    fl = {k: flops_per_image(k) for k in NETS}
+    res["gflop_per_image"] = fl
+    print(table([[k, f"{v['forward']:.3f}", f"{v['train']:.3f}", f"{v['parameters']:,}"] for k, v in fl.items()],
+                ["network", "GFLOP/img forward", "GFLOP/img fwd+bwd (train)", "parameters"]))
+
+    header = ["variant", "img/s", "GFLOP/s", "of fp32 roof", "of bf16 roof", "vs naive", "step gain"]
+    for kind in NETS:
+        batch = NETS[kind]["batch"] if not q else NETS[kind]["batch"] // 2
+        print(f"\n== {kind} training, batch {batch} ==", flush=True)
+        rr = RoundRobin(steps, reps)
+        rr.add("roofline", matmul_step(torch.float32, n), n ** 3)
+        training_variants(kind, batch, max(4 * batch, 200), rr)
+        ips = rr.run(f"{kind} train")
+        roof_here = dict(roof, fp32=ips.pop("roofline") * 2 / 1e9)
+        print(f"fp32 roofline measured in the same rounds: {roof_here['fp32']:.0f} GFLOP/s")
+        print(table(rows_for(kind, "train", ips, fl[kind]["train"], roof_here), header))
+        fit = trainer_fit(kind, (3 if q else 6) * batch, batch)
+        print(f"Trainer.fit (defaults: {fit['precision']}, channels_last={fit['channels_last']}), one epoch: "
+              f"{fit['images_per_s']:.1f} img/s = {fit['images_per_s'] * fl[kind]['train']:.0f} GFLOP/s")
+        res[f"{kind}_train"] = {"batch": batch, "images_per_s": ips, "trainer_fit": fit,
+                                "roofline_fp32_same_rounds": roof_here["fp32"]}
+
+        eb = NETS[kind]["eval_batch"]
+        print(f"\n== {kind} inference, batch {eb} ==", flush=True)
+        rr = RoundRobin(steps * 2, reps)
+        rr.add("roofline", matmul_step(torch.float32, n), n ** 3)
+        inference_variants(kind, eb, 4 * eb, rr)
+        ips = rr.run(f"{kind} infer")
+        roof_here = dict(roof, fp32=ips.pop("roofline") * 2 / 1e9)
+        print(f"fp32 roofline measured in the same rounds: {roof_here['fp32']:.0f} GFLOP/s")
+        print(table(rows_for(kind, "infer", ips, fl[kind]["forward"], roof_here), header))
+        ev = evaluate_path(kind, 4 * eb, eb)
+        print(f"evaluate_arrays (defaults: {ev['precision']}, channels_last): {ev['images_per_s']:.1f} img/s")
+        res[f"{kind}_infer"] = {"batch": eb, "images_per_s": ips, "evaluate_arrays": ev,
+                                "roofline_fp32_same_rounds": roof_here["fp32"]}
+
+    if args.compile:
+        res["compile"] = compile_check(NETS["wscnn"]["batch"] // (2 if q else 1))
+
+    if not args.skip_targets:
+        print("\n== inference targets ==", flush=True)
+        res["field_2048"] = field_target(2048, 1 if q else 3)
+        res["crops_10k"] = crops_target(2000 if q else 10_000, 1)
+    res["machine_extra"]["loadavg_end"] = os.getloadavg()[0]
+    save(("speed_quick" if q else "speed") + ("_cputime" if args.cpu_time else ""), res)
+
+
+def compile_check(batch: int) -> dict:
+    """torch.compile of the WSCNN training step: compilation time and steady-state speed."""
+    images, labels, _ = fake_data("wscnn", batch)
+    x = torch.from_numpy(images).float().contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(labels)
+    out = {}
+    for amp in ([None, BF16] if cpu_supports_bf16() else [None]):
+        model = build("wscnn").to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), 1e-4)
+        net = torch.compile(model)
+
+        def step():
+            with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+                loss = F.cross_entropy(net(x).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        t = time.perf_counter()  # compilation runs in worker processes: wall clock
+        step()
+        comp = time.perf_counter() - t
+        step()
+        t = CLOCK()
+        for _ in range(2):
+            step()
+        ips = 2 * batch / (CLOCK() - t)
+        out[str(amp or "fp32")] = {"compile_s": comp, "images_per_s": ips}
+        print(f"  torch.compile WSCNN train ({amp or 'fp32'}): compile {comp:.0f} s, {ips:.1f} img/s", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

@@ -1,0 +1,348 @@
+"""DeepYeast tasks: train on class folders of crops, evaluate per cell and per group,
+classify / embed crops, classify whole fields (segment -> crop -> classify -> aggregate).
+
+Inputs go through :func:`load_crops`, the one entry point for crops: class folders
+(``ROOT/<class>/<file>``, multi-channel files or ``channel_files`` pairs) or a
+DeepLoc-layout HDF5 file. Crops whose size is not the network's ``input_size`` are
+centre-cropped or zero-padded around their centre (with a warning): crops are cut
+centred on a cell, so keeping the centre keeps the cell. Whole fields and the ``predict``
+command's CSVs live in ``deepyeast_fields`` (re-exported here).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .augment import AugmentConfig
+from .data.deeploc_h5 import is_h5, load_deeploc_h5
+from .data.folders import ImageSet, load_class_folders, parse_channels
+from .errors import InputError
+from .imageio import to_float
+from .modelfile import LoadedModel, ModelMeta, load_model
+from .models import DeepYeast, DeepYeastConfig, config_to_dict
+from .normalize import Normalization
+from .progress import CancelToken, ProgressCallback
+from .train import TrainConfig, TrainResult, Trainer, evaluate_arrays
+
+LAYERS = tuple(f"conv{i}" for i in range(1, 9)) + ("fc1", "fc2", "logits")
+
+
+@dataclass
+class DeepYeastOptions:
+    """How crops are read and the network built (the rest comes from the data)."""
+
+    channels: list[int] | None = None
+    channel_files: list[str] | None = None
+    group_regex: str | None = None
+    groups_csv: str | None = None
+    classes: list[str] | None = None               # class names for HDF5 files without them
+    model_classes: list[str] | None = None         # a model's classes: HDF5 fallback when counts match
+    val_split: str | None = "position"             # used without val_dir: 'position' | 'random' | None
+    val_fraction: float = 0.15
+    clip_percentiles: tuple[float, float] | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig.deepyeast)
+    input_size: int = 64
+    width: float = 1.0                             # < 1 shrinks every layer (tests, demos); 1 = paper
+    crop_scale: str | None = None                  # None (paper) | 'percentile': each crop's channels to 1..99.9%
+
+
+def _tokens(text) -> list[str] | None:
+    if text is None or text == "" or isinstance(text, (list, tuple)):
+        return list(text) if text else None
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def options_from_args(args, **overrides) -> DeepYeastOptions:
+    """DeepYeastOptions from an argparse namespace (missing options keep their defaults)."""
+    g = lambda k: getattr(args, k, None)  # noqa: E731
+    clip = _tokens(g("clip_percentiles"))
+    if clip is not None and len(clip) != 2:
+        raise InputError(f"--clip-percentiles needs two numbers like 1,99.8, got {g('clip_percentiles')!r}")
+    opts = DeepYeastOptions(channels=parse_channels(g("channels")), channel_files=_tokens(g("channel_files")),
+                            group_regex=g("group_regex"), groups_csv=g("groups_csv"), classes=_tokens(g("classes")),
+                            clip_percentiles=tuple(float(c) for c in clip) if clip else None)
+    for k, v in overrides.items():
+        setattr(opts, k, v)
+    return opts
+
+
+# ------------------------------------------------------------------------ loading
+def fit_size(images: np.ndarray, size: int, where=None) -> np.ndarray:
+    """Centre-crop or zero-pad (N, C, H, W) crops to (N, C, size, size)."""
+    h, w = images.shape[2:]
+    if (h, w) == (size, size):
+        return images
+    warnings.warn(f"{where or 'crops'}: crops are {h}x{w} px, the network takes {size}x{size}; "
+                  "centre-cropping/padding them", stacklevel=3)
+    out = np.zeros(images.shape[:2] + (size, size), images.dtype)
+    sy, sx = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    dy, dx = max(0, (size - h) // 2), max(0, (size - w) // 2)
+    ch, cw = min(h, size), min(w, size)
+    out[:, :, dy:dy + ch, dx:dx + cw] = images[:, :, sy:sy + ch, sx:sx + cw]
+    return out
+
+
+def scale_crops(images: np.ndarray, how: str | None) -> np.ndarray:
+    """Per-crop, per-channel intensity scaling applied before the stored normalisation:
+    None keeps intensities (the paper); 'percentile' maps each crop channel's 1st..99.9th
+    percentile to 0..1, so brightness differences between proteins/fields do not count."""
+    if not how:
+        return images
+    if how != "percentile":
+        raise InputError(f"crop scaling must be 'percentile' or none, got {how!r}")
+    x = images.astype(np.float32, copy=False)
+    lo, hi = np.percentile(x, (1.0, 99.9), axis=(2, 3), keepdims=True).astype(np.float32)
+    return (x - lo) / np.maximum(hi - lo, 1e-4)
+
+
+def load_crops(path: str | Path, opts: DeepYeastOptions | None = None, progress=None) -> ImageSet:
+    """Crops of a class-folder tree or a DeepLoc HDF5 file, sized to ``opts.input_size``."""
+    opts = opts or DeepYeastOptions()
+    if is_h5(path):
+        data = load_deeploc_h5(path, opts.classes, channels=opts.channels, size=opts.input_size,
+                               progress=progress, fallback_names=opts.model_classes)
+    else:
+        data = load_class_folders(path, channels=opts.channels, channel_files=opts.channel_files,
+                                  group_regex=opts.group_regex, groups_csv=opts.groups_csv, progress=progress)
+    data.images = fit_size(data.images, opts.input_size, path)
+    return data
+
+
+def align_labels(data: ImageSet, class_names: Sequence[str]) -> ImageSet:
+    """Re-index ``data.labels`` to ``class_names`` (a test set may hold a subset of the classes)."""
+    index = {c: i for i, c in enumerate(class_names)}
+    unknown = [c for c in data.class_names if c not in index]
+    if unknown:
+        raise InputError(f"class(es) {', '.join(unknown)} are not known to the model (it knows "
+                         f"{', '.join(class_names)})", data.root)
+    lut = np.array([index[c] for c in data.class_names], np.int64)
+    data.labels, data.class_names = lut[data.labels], list(class_names)
+    return data
+
+
+def split_keys(data: ImageSet) -> list[str]:
+    """Blocks that must stay on one side of a split: field regions (linked over time) for
+    ``P<pos>_T<t>_X<x>_Y<y>`` names, otherwise the groups (protein / well / position)."""
+    from .data.splits import parse_cell_name, track_regions
+
+    names = [p.name for p in data.paths]
+    if names and all(parse_cell_name(n) for n in names):
+        return track_regions(names)
+    return list(data.groups) if data.groups else [str(i) for i in range(len(data))]
+
+
+def holdout(data: ImageSet, how: str, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(train, val): whole positions/regions/groups (``how='position'``) or cells at random."""
+    from .data.splits import random_split, split_by_group
+
+    if not 0 < fraction < 1:
+        raise InputError(f"validation fraction must be between 0 and 1, got {fraction}")
+    idx, lab = list(range(len(data))), data.labels
+    parts = dict(fractions=(1 - fraction, fraction), seed=seed, splits=("train", "val"),
+                 class_of=lambda i: int(lab[i]))
+    if how == "random":
+        got = random_split(idx, **parts)
+    elif how == "position":
+        keys = split_keys(data)
+        if len(set(keys)) < 2:
+            raise InputError(f"--val-split position needs crops from at least 2 groups/positions, all are "
+                             f"'{keys[0]}'; give --val VAL, --group-regex or --val-split random", data.root)
+        got = split_by_group(idx, lambda i: keys[i], **parts)
+    else:
+        raise InputError(f"val split must be 'position', 'random' or none, got {how!r}")
+    if not got["val"] or not got["train"]:
+        raise InputError("too few crops/groups to hold out a validation set; give --val VAL", data.root)
+    return data.subset(got["train"]), data.subset(got["val"])
+
+
+# ----------------------------------------------------------------------- training
+def build_deepyeast(train: ImageSet, opts: DeepYeastOptions) -> tuple[DeepYeast, ModelMeta]:
+    base = DeepYeastConfig()
+    scale = lambda ws: tuple(max(4, int(round(w * opts.width))) for w in ws)  # noqa: E731
+    cfg = DeepYeastConfig(in_channels=train.n_channels, n_classes=len(train.class_names),
+                          input_size=opts.input_size, widths=scale(base.widths), fc_widths=scale(base.fc_widths))
+    meta = ModelMeta("deepyeast", config_to_dict(cfg), list(train.class_names), opts.channels)
+    return DeepYeast(cfg), meta
+
+
+def _init_from(model: DeepYeast, path, crop_scale: str | None) -> Normalization:
+    """Copy weights from a DeepYeast model file; a different number of classes re-starts
+    only the output layer (fine-tuning to new classes). The inputs must be prepared alike."""
+    prev = load_model(path, expect_kind="deepyeast")
+    a, b = prev.model.config, model.config
+    if (a.in_channels, a.input_size, a.widths, a.fc_widths) != (b.in_channels, b.input_size, b.widths, b.fc_widths):
+        raise InputError(f"cannot start from this model: it was built for {a}, the data and options need {b}", path)
+    was = prev.meta.training.get("input", {}).get("crop_scale")
+    if was != crop_scale:
+        raise InputError(f"cannot start from this model: it was trained with crop scaling {was or 'none'}, "
+                         f"this run uses {crop_scale or 'none'}", path)
+    state = prev.model.state_dict()
+    if a.n_classes != b.n_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("out.")}
+    model.load_state_dict(state, strict=a.n_classes == b.n_classes)
+    return Normalization.from_dict(prev.meta.normalization)
+
+
+def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYeastOptions | None = None,
+                    cfg: TrainConfig | None = None, val_dir: str | Path | None = None, *,
+                    callback: ProgressCallback = None, cancel: CancelToken | None = None, resume: bool = False,
+                    init_from: str | Path | None = None, load_progress=None) -> TrainResult:
+    """Train DeepYeast on the crops of ``train_dir`` and write ``out`` (best on validation loss).
+
+    Validation: ``val_dir`` if given, else a hold-out of ``opts.val_fraction`` by position/group
+    (``opts.val_split='position'``), at random (``'random'``) or none (``None``)."""
+    opts, cfg = opts or DeepYeastOptions(), cfg or TrainConfig()
+    cfg.validate()
+    train = load_crops(train_dir, opts, load_progress)
+    val = None
+    if val_dir is not None:
+        val = align_labels(load_crops(val_dir, opts), train.class_names)
+        if val.n_channels != train.n_channels:
+            raise InputError(f"validation crops have {val.n_channels} channel(s), training crops "
+                             f"{train.n_channels}", val_dir)
+    elif opts.val_split:
+        train, val = holdout(train, opts.val_split, opts.val_fraction, cfg.seed)
+    if len(train.class_names) < 2:
+        raise InputError("need at least 2 classes (class folders) to train a classifier", train_dir)
+    train.images = scale_crops(train.images, opts.crop_scale)
+    if val is not None:
+        val.images = scale_crops(val.images, opts.crop_scale)
+    import torch
+
+    torch.manual_seed(cfg.seed)  # the initial weights too are a function of the seed
+    model, meta = build_deepyeast(train, opts)
+    norm = _init_from(model, init_from, opts.crop_scale) if init_from is not None else \
+        Normalization.fit(train.images, opts.clip_percentiles, seed=cfg.seed)
+    meta.normalization = norm.to_dict()
+    meta.training.update(data=str(train_dir), n_train=len(train), val=str(val_dir) if val_dir else opts.val_split,
+                         input={"channel_files": opts.channel_files, "group_regex": opts.group_regex,
+                                "input_size": opts.input_size, "crop_scale": opts.crop_scale})
+    trainer = Trainer(model, meta, cfg, opts.augment, norm, out=Path(out) if out else None,
+                      callback=callback, cancel=cancel)
+    return trainer.fit(train, val, resume=resume)
+
+
+# ---------------------------------------------------------------------- inference
+def as_loaded(model: str | Path | LoadedModel) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load_model(model, expect_kind="deepyeast")
+
+
+def model_options(lm: LoadedModel, opts: DeepYeastOptions | None = None) -> DeepYeastOptions:
+    """Options for reading crops for ``lm``: what the user gave, else what the model was trained with."""
+    opts = opts or DeepYeastOptions()
+    stored = lm.meta.training.get("input", {})
+    opts.channels = opts.channels if opts.channels is not None else lm.meta.channels
+    opts.channel_files = opts.channel_files or stored.get("channel_files")
+    opts.group_regex = opts.group_regex or stored.get("group_regex")
+    opts.input_size = lm.model.config.input_size
+    opts.model_classes = list(lm.meta.class_names)
+    return opts
+
+
+def _prepare(lm: LoadedModel, crops) -> np.ndarray:
+    x = to_float(np.asarray(crops))
+    if x.ndim != 4:
+        raise InputError(f"crops must be (N, C, H, W), got shape {x.shape}")
+    if x.shape[1] != lm.model.config.in_channels:
+        raise InputError(f"the model expects {lm.model.config.in_channels} channel(s) but the crops have "
+                         f"{x.shape[1]}; choose them with --channels")
+    return scale_crops(fit_size(x, lm.model.config.input_size), lm.meta.training.get("input", {}).get("crop_scale"))
+
+
+def classify_crops(loaded, crops, *, device: str = "auto", batch_size: int = 128) -> np.ndarray:
+    """(N, K) class probabilities of (N, C, H, W) crops (integer data scaled like image files)."""
+    from .device import resolve_device
+
+    lm = as_loaded(loaded)
+    x = _prepare(lm, crops)
+    dev = resolve_device(device)
+    lm.model.to(dev)
+    norm = Normalization.from_dict(lm.meta.normalization)
+    return evaluate_arrays(lm.model, x, None, norm, dev, batch_size, None, False)["probabilities"]
+
+
+def embed_crops(loaded, crops, layer: str = "fc1", *, device: str = "auto", batch_size: int = 128) -> np.ndarray:
+    """(N, D) activations of ``layer``: 'fc1' (the paper's transfer features), 'fc2', 'logits',
+    'conv8' (flattened, as ``DeepYeast.embed``) or 'conv1'..'conv7' (averaged over space)."""
+    import torch
+
+    from .device import resolve_device
+    from .train import to_model_input
+
+    if layer not in LAYERS:
+        raise InputError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+    lm = as_loaded(loaded)
+    x = _prepare(lm, crops)
+    dev = resolve_device(device)
+    model = lm.model.to(dev).eval()
+    norm = Normalization.from_dict(lm.meta.normalization)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            h = to_model_input(torch.from_numpy(np.ascontiguousarray(x[s:s + batch_size])), norm, dev, False)
+            if layer in ("conv8", "fc1", "fc2", "logits"):
+                out.append(model.embed(h, layer).float().cpu().numpy())
+                continue
+            k, seen = int(layer[4:]), 0
+            for m in model.features:
+                h = m(h)
+                seen += isinstance(m, torch.nn.ReLU)
+                if seen == k:
+                    break
+            out.append(h.mean((2, 3)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def group_summary(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str], class_names: Sequence[str],
+                  min_cells: int = 10) -> dict:
+    """Per-group (protein) accuracy from the Dirichlet posterior, when groups are meaningful:
+    more than one group, fewer groups than cells and one true class per group."""
+    from .aggregate import aggregate, group_accuracy
+
+    groups = list(groups)
+    keys = set(groups)
+    if not groups or not 1 < len(keys) < len(groups):
+        return {}
+    truth: dict = {}
+    for g, y in zip(groups, labels):
+        if truth.setdefault(g, int(y)) != int(y):
+            return {"groups_note": f"group {g!r} holds cells of several classes; no per-group accuracy"}
+    post = aggregate(probs, groups, class_names)
+    out = {"group_accuracy": group_accuracy(post, truth), "n_groups": len(post)}
+    big = [p for p in post if p.n_cells >= min_cells]
+    if big:
+        out[f"group_accuracy_min{min_cells}"] = group_accuracy(big, truth)
+        out[f"n_groups_min{min_cells}"] = len(big)
+    return out
+
+
+def evaluate_deepyeast(model, test_dir: str | Path, *, device: str = "auto", opts: DeepYeastOptions | None = None,
+                       args=None, batch_size: int = 128, min_cells: int = 10, progress=None,
+                       return_probabilities: bool = False) -> dict:
+    """accuracy, n, per_class{name: precision, recall, n}, confusion and, with groups,
+    group_accuracy and n_groups (also for groups of at least ``min_cells`` cells)."""
+    from .metrics import multiclass_metrics
+
+    lm = as_loaded(model)
+    if opts is None and args is not None:
+        opts = options_from_args(args)
+    opts = model_options(lm, opts)
+    data = align_labels(load_crops(test_dir, opts, progress), lm.meta.class_names)
+    probs = classify_crops(lm, data.images, device=device, batch_size=batch_size)
+    out = multiclass_metrics(data.labels, probs.argmax(1), lm.meta.class_names)
+    out.update(group_summary(probs, data.labels, data.groups, lm.meta.class_names, min_cells))
+    if return_probabilities:
+        out["probabilities"], out["labels"], out["groups"] = probs, data.labels, data.groups
+    return out
+
+
+# ------------------------------------------------------------------ fields, predict
+from .deepyeast_fields import FieldResult, classify_field, predict_deepyeast_cli  # noqa: E402,F401
+
+__all__ = ["DeepYeastOptions", "options_from_args", "load_crops", "fit_size", "align_labels", "holdout",
+           "train_deepyeast", "evaluate_deepyeast", "classify_crops", "embed_crops", "group_summary",
+           "FieldResult", "classify_field", "predict_deepyeast_cli", "LAYERS"]
