@@ -11,7 +11,7 @@ Paper (real yeast): per cell 87% (DeepYeast) vs 75% (forest); per protein 99% (a
 100% with >= 10 cells (forest 95% / 96%); transfer: network features beat CellProfiler
 features for small training sets.
 
-    .venv/bin/python benchmarks/deepyeast_synthetic.py [--epochs 10] [--field 192] [--crop-scale none]
+    .venv/bin/python benchmarks/deepyeast_synthetic.py [--epochs 20] [--field 192] [--crop-scale none]
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def build(tmp: Path, args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--recipe", default="fast")
     ap.add_argument("--crop-scale", default="percentile", help="'percentile' (each crop channel to its 1..99.9%%: "
                     "proteins differ in brightness) or 'none' (the paper's plain mean subtraction)")

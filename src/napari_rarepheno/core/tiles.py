@@ -100,6 +100,69 @@ def iter_tiles(image: Any, tile: int, overlap: int = 0, stride: int = 1,
             yield Tile(y0, y1, x0, x1), img.read(y0, y1, x0, x1)
 
 
+# ------------------------------------------------------------ fast inference
+class _InputGradConv(torch.autograd.Function):
+    """conv2d whose input gradient is one ``conv_transpose2d`` (stride 1, no weight gradient).
+
+    oneDNN's generic convolution backward is 3-4x slower than this for the first layer of
+    WSCNN (one input channel, 11x11, channels_last), which dominates saliency time."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(weight)
+        ctx.padding, ctx.in_dtype = padding, x.dtype
+        return torch.nn.functional.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype),
+                                          padding=padding)
+
+    @staticmethod
+    def backward(ctx, g):
+        (weight,) = ctx.saved_tensors
+        gx = torch.nn.functional.conv_transpose2d(g, weight.to(g.dtype), padding=ctx.padding)
+        return gx.to(ctx.in_dtype), None, None, None
+
+
+class _FirstConv(torch.nn.Module):
+    def __init__(self, conv: torch.nn.Conv2d):
+        super().__init__()
+        self.weight, self.bias = conv.weight, conv.bias
+        self.kernel_size, self.stride, self.padding, self.dilation = (conv.kernel_size, conv.stride, conv.padding,
+                                                                     conv.dilation)
+
+    def forward(self, x):
+        w, b = self.weight, self.bias
+        if torch.is_autocast_enabled(x.device.type):
+            dt = torch.get_autocast_dtype(x.device.type)
+            x, w, b = x.to(dt), w.to(dt), None if b is None else b.to(dt)
+        return _InputGradConv.apply(x, w, b, self.padding)
+
+
+def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
+    """An eval-mode copy of a WSCNN-like model (``features`` + ``classifier``) for prediction:
+    every BatchNorm folded into the convolution before it (exact up to rounding: eval-mode
+    batch norm is an affine map), parameters frozen (gradients go to the input only), the
+    first convolution with a fast input gradient. Same class maps, same saliency, same
+    tiling geometry (``saliency.unit_geometry`` and ``predict.contaminated_units`` read the
+    same convolutions and poolings)."""
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    m = copy.deepcopy(model).eval()
+    layers = list(m.features)
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
+            layers[i], layers[i + 1] = fuse_conv_bn_eval(layers[i], layers[i + 1]), nn.Identity()
+    first = layers[0]
+    if (isinstance(first, nn.Conv2d) and first.stride == (1, 1) and first.dilation == (1, 1) and first.groups == 1
+            and isinstance(first.padding, tuple)):
+        layers[0] = _FirstConv(first)
+    m.features = nn.Sequential(*layers)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m.to(memory_format=torch.channels_last) if channels_last else m
+
+
 # --------------------------------------------------------------- prediction
 @dataclass
 class LazyPrediction:
@@ -136,7 +199,8 @@ def _lerp(t: torch.Tensor, dim: int, pixels: np.ndarray, offset: float, stride: 
 
 def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | None = None, saliency: bool = True,
                        out: Any = None, device: str | torch.device = "cpu", precision: str = "fp32",
-                       channels_last: bool = True, saliency_mode: str = "map", target: int | None = None,
+                       channels_last: bool = True, fast: bool = True, saliency_mode: str = "map",
+                       target: int | None = None,
                        norm: Normalization | None = None, callback: ProgressCallback = None,
                        cancel: CancelToken | None = None) -> LazyPrediction:
     """WSCNN probabilities, class maps and saliency of a big (C, H, W) or (H, W) array-like,
@@ -145,7 +209,9 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     ``out``: writable (H, W) float32 array-like that receives the saliency (e.g. a
     ``np.lib.format.open_memmap`` or zarr array); None allocates an in-memory array.
     ``precision``: 'fp32' (default; equals ``predict_wscnn`` up to float error) or 'auto' /
-    'bf16' (faster on CPUs with bf16 units, ~1e-2 relative deviation of the saliency)."""
+    'bf16' (faster on CPUs with bf16 units, ~1e-2 relative deviation of the saliency).
+    ``fast``: predict with :func:`inference_copy` (batch norm folded; same results up to
+    float rounding)."""
     from .device import resolve_precision
     from .predict import _check_tiling, as_device, owned_units, positive_index
     from .saliency import eval_mode, objective_weights, unit_geometry
@@ -174,6 +240,7 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
         ys, xs = tile_spans(H, tsize, ov, stride), tile_spans(W, tsize, ov, stride)
         oy, ox = owned_units(model, H, ys), owned_units(model, W, xs)
     maps = torch.zeros((1, K, hm, wm))
+    model = inference_copy(model, channels_last) if fast else model
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -268,4 +335,4 @@ class _Band:
             self.out[r:e] = np.abs(self.buf[:, r - self.b0:e - self.b0]).max(0)
 
 
-__all__ = ["LazyImage", "Tile", "tile_spans", "iter_tiles", "LazyPrediction", "predict_wscnn_lazy"]
+__all__ = ["LazyImage", "Tile", "tile_spans", "iter_tiles", "LazyPrediction", "predict_wscnn_lazy", "inference_copy"]
