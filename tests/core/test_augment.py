@@ -51,3 +51,26 @@ def test_object_survives_rotation_by_180():
     y = augment_batch(x, cfg, torch.Generator().manual_seed(0))
     assert math.isclose(float(y.sum()), 100.0, rel_tol=0.05)
     assert float(y[0, 0, 44:54, 44:54].mean()) > 0.9
+
+
+def _geometry(m, h=210, w=280):
+    a, d = m[:, 0, 0], m[:, 1, 0] * h / w
+    tx, ty = m[:, 0, 2] * w / 2, m[:, 1, 2] * h / 2
+    ang = torch.rad2deg(torch.atan2(d, a)).abs()
+    rot = torch.minimum(ang, 180 - ang)          # distance from 0 or 180 degrees
+    return rot, 1 / torch.sqrt(a ** 2 + d ** 2), torch.maximum(tx.abs(), ty.abs())
+
+
+def test_ramp_narrows_geometry_then_reaches_the_paper_ranges():
+    cfg = AugmentConfig.wscnn_paper()
+    cfg.ramp_epochs = 4
+    assert cfg.strength(0) == 0 and cfg.strength(1) == 0.25 and cfg.strength(4) == 1 and cfg.strength(9) == 1
+    assert AugmentConfig.wscnn_paper().strength(0) == 1  # no ramp: full ranges from the start
+    draws = {s: _geometry(sample_affine(2000, 210, 280, cfg, torch.Generator().manual_seed(0), s))
+             for s in (0.0, 0.25, 1.0)}
+    rot, scale, shift = draws[0.0]
+    assert rot.max() < 1e-3 and (scale - 1).abs().max() < 1e-5 and shift.max() < 1e-4  # flips only
+    rot, scale, shift = draws[0.25]
+    assert 4.5 < rot.max() <= 5.01 and shift.max() <= 10 + 1e-3 and (scale - 1).abs().max() <= 12.5 / 210 + 1e-3
+    rot, scale, shift = draws[1.0]
+    assert rot.max() > 19 and shift.max() > 39 and (scale - 1).abs().max() > 45 / 210

@@ -22,6 +22,14 @@ class AugmentConfig:
     translate_px: float = 0.0      # uniform in [-t, t] along each axis
     scale_px: float = 0.0          # image side changes by uniform [-s, s] px (isotropic)
     enabled: bool = True
+    ramp_epochs: float = 0.0       # rotation/translation/scaling grow from none to full over these epochs
+
+    def strength(self, epochs_done: float) -> float:
+        """Fraction (0..1] of the rotation, translation and scaling ranges used after
+        ``epochs_done`` (fractional) epochs; flips and 90-degree turns are always full."""
+        if self.ramp_epochs <= 0:
+            return 1.0
+        return float(min(1.0, max(epochs_done, 0.0) / self.ramp_epochs))
 
     @classmethod
     def wscnn_paper(cls) -> "AugmentConfig":
@@ -42,24 +50,30 @@ class AugmentConfig:
                                         or self.translate_px or self.scale_px)
 
 
-def sample_affine(n: int, h: int, w: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """(n, 2, 3) affine matrices in ``affine_grid``'s normalised coordinates (CPU, float32)."""
+def sample_affine(n: int, h: int, w: int, cfg: AugmentConfig, gen: torch.Generator,
+                  strength: float = 1.0) -> torch.Tensor:
+    """(n, 2, 3) affine matrices in ``affine_grid``'s normalised coordinates (CPU, float32).
+
+    ``strength`` (0..1) narrows each rotation range about its centre and the translation and
+    scaling ranges about zero (see ``AugmentConfig.ramp_epochs``); the same random numbers are
+    drawn whatever the strength."""
     u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
     angle = torch.zeros(n)
     if cfg.rotation_ranges:
         pick = (u(n) * len(cfg.rotation_ranges)).long().clamp_max(len(cfg.rotation_ranges) - 1)
-        lo = torch.tensor([r[0] for r in cfg.rotation_ranges])[pick]
-        hi = torch.tensor([r[1] for r in cfg.rotation_ranges])[pick]
-        angle = lo + (hi - lo) * u(n)
+        lo = torch.tensor([r[0] for r in cfg.rotation_ranges], dtype=torch.float32)[pick]
+        hi = torch.tensor([r[1] for r in cfg.rotation_ranges], dtype=torch.float32)[pick]
+        mid, half = (lo + hi) / 2, (hi - lo) / 2 * strength
+        angle = mid - half + 2 * half * u(n)
     if cfg.rot90:
         angle = angle + 90.0 * (u(n) * 4).floor()
     theta = angle * math.pi / 180.0
     side = float(min(h, w))
-    scale = 1.0 + (2 * u(n) - 1) * cfg.scale_px / side if cfg.scale_px else torch.ones(n)
+    scale = 1.0 + (2 * u(n) - 1) * cfg.scale_px * strength / side if cfg.scale_px else torch.ones(n)
     sx = torch.where(u(n) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n)
     sy = torch.where(u(n) < 0.5, -1.0, 1.0) if cfg.vflip else torch.ones(n)
-    tx = (2 * u(n) - 1) * cfg.translate_px if cfg.translate_px else torch.zeros(n)
-    ty = (2 * u(n) - 1) * cfg.translate_px if cfg.translate_px else torch.zeros(n)
+    tx = (2 * u(n) - 1) * cfg.translate_px * strength if cfg.translate_px else torch.zeros(n)
+    ty = (2 * u(n) - 1) * cfg.translate_px * strength if cfg.translate_px else torch.zeros(n)
     c, s = torch.cos(theta), torch.sin(theta)
     # pixel-space map output -> input: rotation @ flip / scale, then to normalised coords
     a = c * sx / scale
@@ -82,7 +96,7 @@ def _is_exact(cfg: AugmentConfig) -> bool:
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
-                  select: slice | None = None) -> torch.Tensor:
+                  select: slice | None = None, strength: float = 1.0) -> torch.Tensor:
     """Augment a batch (N, C, H, W) on its own device.
 
     Parameters are drawn for all N images from ``gen``; ``select`` then picks this rank's
@@ -92,7 +106,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
         return x if select is None else x[select]
     n_total = x.shape[0]
     h, w = x.shape[-2:]
-    mats = sample_affine(n_total, h, w, cfg, gen)
+    mats = sample_affine(n_total, h, w, cfg, gen, strength)
     if select is not None:
         x, mats = x[select], mats[select]
     if _is_exact(cfg) and h == w:
