@@ -104,6 +104,17 @@ def to_model_input(x: torch.Tensor, norm: Normalization, device: torch.device, c
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
+def _fits_on_device(images: torch.Tensor, device: torch.device, fraction: float = 0.25) -> bool:
+    """Whether the training images take at most ``fraction`` of the accelerator's free memory."""
+    nbytes = images.numel() * images.element_size()
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= fraction * free
+    if device.type == "mps":
+        return nbytes <= 512 * 2 ** 20
+    return False
+
+
 @torch.no_grad()
 def evaluate_arrays(model: nn.Module, images: np.ndarray, labels: np.ndarray | None, norm: Normalization,
                     device: torch.device, batch_size: int = 64, autocast_dtype=None,
@@ -253,7 +264,10 @@ class Trainer:
             resume = False
         images = torch.from_numpy(np.ascontiguousarray(train.images))
         labels = torch.from_numpy(train.labels)
-        if self.device.type == "cuda":
+        if _fits_on_device(images, self.device):
+            # GPU: the uint8 images live on the device; batches are gathered there, no copies
+            images, labels = images.to(self.device), labels.to(self.device)
+        elif self.device.type == "cuda":
             images = images.pin_memory()
         t0 = time.perf_counter()
         cancelled = False
@@ -269,7 +283,8 @@ class Trainer:
                     break
                 idx = perm[b * bs:(b + 1) * bs]
                 share = self.dist.share(len(idx))
-                xb = augment_batch(images[idx].to(self.device, non_blocking=True), self.augment, gen, share)
+                xb = augment_batch(images[idx].to(self.device, non_blocking=True), self.augment, gen, share,
+                                   self.augment.strength(epoch + b / n_batches))
                 yb = (labels[idx] if share is None else labels[idx][share]).to(self.device, non_blocking=True)
                 xb = to_model_input(xb, self.norm, self.device, self.channels_last)
                 for g in self.opt.param_groups:
