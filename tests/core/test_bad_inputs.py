@@ -22,6 +22,7 @@ and then raises ``OSError(ENOSPC)``.
 """
 from __future__ import annotations
 
+import csv
 import errno
 import os
 import pickle
@@ -681,6 +682,36 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(tmp_path, monkeypatc
     trainer2, _ = _tiny_trainer(out, epochs=2)
     res = trainer2.fit(data, data, resume=True)
     assert trainer2.start_epoch == 1 and len(res.history) == 2
+
+
+def test_disk_full_while_writing_the_log_keeps_the_previous_log(tmp_path, monkeypatch):
+    import builtins
+
+    from napari_rarepheno.core.train import checkpoint_paths
+
+    out = tmp_path / "m.safetensors"
+    _, _, log = checkpoint_paths(out)
+    trainer, data = _tiny_trainer(out, epochs=2)
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *a, **kw):
+        fh = real_open(file, mode, *a, **kw)
+        if str(file).endswith(".log.csv.tmp") and "w" in mode:
+            fh.write("epoch,partial")
+            fh.close()
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return fh
+
+    def fill_disk_after_epoch_1(p):
+        if p.stage == "epoch" and p.epoch == 1:
+            monkeypatch.setattr(builtins, "open", full_open)
+    trainer.callback = fill_disk_after_epoch_1
+    with pytest.raises(OutputError, match=re.escape(str(log)) + r": could not write the training log: the disk is full"):
+        trainer.fit(data, data)
+    monkeypatch.undo()
+    rows = list(csv.DictReader(real_open(log)))
+    assert [r["epoch"] for r in rows] == ["1"]  # epoch 1's log, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_disk_full_while_exporting_an_image_keeps_the_old_file(tmp_path, monkeypatch):

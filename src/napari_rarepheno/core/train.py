@@ -24,7 +24,7 @@ from torch import nn
 from .augment import AugmentConfig, augment_batch
 from .data.folders import ImageSet
 from .device import cpu_allocator_tuned, resolve_device, resolve_precision, set_threads
-from .errors import InputError
+from .errors import InputError, output_error
 from .modelfile import ModelMeta, flatten_state, read_tensors, save_model, unflatten_state, write_tensors
 from .normalize import Normalization
 from .progress import CancelToken, Progress, ProgressCallback
@@ -215,11 +215,18 @@ class Trainer:
         path = self.paths[2]
         tmp = path.with_name("." + path.name + ".tmp")
         keys = list(self.history[0])
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=keys)
+                w.writeheader()
+                w.writerows(self.history)
+            os.replace(tmp, path)
+        except OSError as e:  # disk full, folder gone: the previous log stays as it was
+            tmp.unlink(missing_ok=True)
+            raise output_error(e, path, "could not write the training log") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def resume(self) -> bool:
         """Restore the last completed epoch from ``*.last.safetensors``; False if there is none."""
