@@ -80,8 +80,8 @@ def _norm(loaded, norm: Normalization | None) -> Normalization:
 
 
 def _to_input(images: np.ndarray, norm: Normalization, dev: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(dev)
-    return norm.apply_torch(x)
+    x = norm.apply_torch(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(dev))
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 # ------------------------------------------------------------------ batches
@@ -109,7 +109,8 @@ def classify_batch(loaded, images: np.ndarray, batch_size: int = 16, device: str
     """Class probabilities (N, K) float32 of same-sized (N, C, H, W) images."""
     images = check_batch(loaded, np.asarray(images))
     dev, nrm = as_device(device), _norm(loaded, norm)
-    model = loaded.model.to(dev)
+    loaded.model.to(dev)
+    model = inference_model(loaded, dev)
     out = []
     with eval_mode(model), torch.no_grad():
         for s in range(0, len(images), max(1, batch_size)):
@@ -127,7 +128,8 @@ def saliency_batch(loaded, images: np.ndarray, *, device: str | torch.device = "
         return classify_batch(loaded, images, batch_size, device, norm), None
     images = check_batch(loaded, np.asarray(images))
     dev, nrm = as_device(device), _norm(loaded, norm)
-    model = loaded.model.to(dev)
+    loaded.model.to(dev)
+    model = inference_model(loaded, dev)
     t = positive_index(loaded.meta.class_names) if target is None else target
     probs, sals = [], []
     for s in range(0, len(images), max(1, batch_size)):
@@ -215,8 +217,11 @@ def _check_tiling(model, tile: int, overlap: int | None) -> tuple[int, int]:
 
 
 def _tiled(model, image: np.ndarray, nrm: Normalization, dev: torch.device, tile: int, overlap: int | None,
-           want_saliency: bool, target: int, mode: str, callback: ProgressCallback, cancel: CancelToken | None):
-    """Stitched class maps (1, K, h, w) and saliency (H, W) or None; also the tile count."""
+           want_saliency: bool, target: int, mode: str, callback: ProgressCallback, cancel: CancelToken | None,
+           net: nn.Module | None = None):
+    """Stitched class maps (1, K, h, w) and saliency (H, W) or None; also the tile count.
+    ``model`` gives the geometry; ``net`` (default: ``model``) computes."""
+    net = model if net is None else net
     tile, overlap = _check_tiling(model, tile, overlap)
     _, stride = unit_geometry(model)
     C, H, W = image.shape
@@ -243,8 +248,8 @@ def _tiled(model, image: np.ndarray, nrm: Normalization, dev: torch.device, tile
             if kind == "grad" and not weights[..., uy0:uy1, ux0:ux1].any():
                 continue  # no unit of this tile carries weight (mode='max': all but one tile)
             x = _to_input(image[None, :, y0:y1, x0:x1], nrm, dev).requires_grad_(grad)
-            with eval_mode(model), torch.set_grad_enabled(grad):
-                m = model.class_maps(x).float()
+            with eval_mode(net), torch.set_grad_enabled(grad):
+                m = net.class_maps(x).float()
                 if kind == "maps":
                     maps[..., uy0:uy1, ux0:ux1] = m[..., ly, lx].detach().cpu()
                 if grad:
@@ -271,6 +276,24 @@ class WSCNNPrediction:
         return self.class_names[int(np.argmax(self.probabilities))]
 
 
+def inference_model(loaded, dev: torch.device) -> nn.Module:
+    """The network of ``loaded`` as prediction runs it: :func:`core.tiles.inference_copy`
+    (batch norm folded into the convolutions, channels_last, parameters frozen: ~2x faster
+    on CPU, same outputs up to float rounding), made once per model, device and weights and
+    kept on the LoadedModel. Training ``loaded.model`` further (its parameters' in-place
+    version counters move) makes a fresh copy."""
+    from .tiles import inference_copy
+
+    model = loaded.model
+    key = (id(model), str(dev), tuple(p._version for p in model.parameters()),
+           tuple(b._version for b in model.buffers()))
+    cached = getattr(loaded, "_inference", None)
+    if cached is None or cached[0] != key:
+        cached = (key, inference_copy(model).to(dev))
+        object.__setattr__(loaded, "_inference", cached)
+    return cached[1]
+
+
 def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile: int | None = None,
                   overlap: int | None = None, device: str | torch.device = "cpu", saliency_mode: str = "map",
                   target: int | None = None, norm: Normalization | None = None, path=None,
@@ -291,12 +314,13 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     img = prepare_image(loaded, image_chw, path)
     dev, nrm = as_device(device), _norm(loaded, norm)
     model.to(dev)
+    net = inference_model(loaded, dev)  # computes; ``model`` keeps describing the geometry
     t = positive_index(names) if target is None else int(target)
     H, W = img.shape[1:]
     n_tiles = 1
     if tile is not None and max(H, W) > int(tile):
         maps, sal, n_tiles = _tiled(model, img, nrm, dev, int(tile), overlap, saliency, t, saliency_mode,
-                                    callback, cancel)
+                                    callback, cancel, net)
         logits = maps.amax(dim=(2, 3))
     else:
         size = getattr(model.config, "input_size", None)
@@ -304,14 +328,14 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
             raise InputError(f"this model (head='fc') only takes {size[0]}x{size[1]} px images, got {H}x{W}", path)
         x = _to_input(img[None], nrm, dev)
         if saliency:
-            maps, s = maps_and_saliency(model, x, t, saliency_mode)
+            maps, s = maps_and_saliency(net, x, t, saliency_mode)
             sal = s[0].cpu().numpy().astype(np.float32)
         else:
-            with eval_mode(model), torch.no_grad():
-                maps = model.class_maps(x).float()
+            with eval_mode(net), torch.no_grad():
+                maps = net.class_maps(x).float()
             sal = None
-        with eval_mode(model), torch.no_grad():
-            logits = model.pool(maps).float()
+        with eval_mode(net), torch.no_grad():
+            logits = net.pool(maps).float()
         if callback is not None:
             callback(Progress(stage="item", batch=1, n_batches=1, message="whole image"))
     probs = torch.softmax(logits.float(), 1)[0].cpu().numpy().astype(np.float32)
