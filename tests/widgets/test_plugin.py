@@ -39,7 +39,7 @@ def test_npe2_validate_cli():
 
 @pytest.mark.parametrize("module", ["napari_rarepheno", "napari_rarepheno._workers", "napari_rarepheno._layers",
                                     "napari_rarepheno._reader", "napari_rarepheno._writer",
-                                    "napari_rarepheno._sample_data"]
+                                    "napari_rarepheno._sample_data", "napari_rarepheno.core.segment"]
                          + [f"napari_rarepheno._widgets.{w}" for w in WIDGETS])
 def test_import_does_not_load_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"

@@ -42,6 +42,14 @@ def counted(monkeypatch):
     return calls
 
 
+def test_slider_defaults_are_the_cli_defaults(make_napari_viewer):
+    """The dock and `rarepheno predict` must cut the same objects from the same model."""
+    from napari_rarepheno.core.segment import SaliencyConfig
+
+    dock = WSCNNDock(make_napari_viewer())
+    assert dock.infer.saliency_config() == SaliencyConfig()
+
+
 def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
     viewer, dock = infer
     panel = dock.infer

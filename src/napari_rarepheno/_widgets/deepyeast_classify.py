@@ -19,6 +19,7 @@ from ..core.errors import InputError
 from ..core.progress import Progress
 from . import _export
 from ._device import DevicePicker
+from ._jobs import JobPanel
 from ._layer_choice import LayerChoice
 from ._model import ModelSlot
 from ._plot import BarPlot
@@ -35,7 +36,9 @@ def rows_to_table(rows: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
 
 
-class DeepYeastClassifyPanel(QWidget):
+class DeepYeastClassifyPanel(JobPanel, QWidget):
+    job_failed = "classification failed"
+
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
@@ -141,27 +144,8 @@ class DeepYeastClassifyPanel(QWidget):
             return classify_field(loaded, field, labels=labels, segment_channel=0, channels=list(range(n)),
                                   group=source, device=device)
 
-        self.progress.start("classifying")
-        self.progress.busy("segmenting and classifying cells...")
-        self.run_btn.enabled, self.stop_btn.enabled = False, True
-        self.worker = self.workers.start(job, name="classify cells", on_progress=self.progress.update,
-                                         on_done=lambda r: self._on_done(r, source, geom, field),
-                                         on_error=self._on_error, on_finished=self._on_finished)
-        return self.worker
-
-    def stop(self, *_):
-        if self.worker is not None:
-            self.worker.stop()
-
-    def _on_error(self, exc):
-        msg = _workers.notify_error(exc, "classification failed")
-        self.progress.finish("failed")
-        self.progress.status.setText(msg)
-
-    def _on_finished(self):
-        self.worker = None
-        self.run_btn.enabled, self.stop_btn.enabled = True, False
-        self.device.refresh()
+        return self._start(job, lambda r: self._on_done(r, source, geom, field), "classifying",
+                           busy="segmenting and classifying cells...")
 
     def _on_done(self, result, source: str, geom: dict, field=None):
         if result is None:

@@ -19,6 +19,7 @@ from .. import _workers
 from ..core.errors import InputError
 from ..core.progress import CancelToken
 from ._device import DevicePicker
+from ._jobs import JobPanel
 from ._paths import PathPicker
 from ._plot import ScatterPlot
 from ._progress import TrainingProgress
@@ -27,7 +28,12 @@ GRID_LAYER = "gallery"
 TILES_LAYER = "gallery clusters"
 
 
-class GalleryPanel(QWidget):
+class GalleryPanel(JobPanel, QWidget):
+    job_failed = "Gallery"
+
+    def _show_error(self, msg: str) -> None:
+        self.info.value = msg
+
     def __init__(self, viewer, model, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
@@ -108,25 +114,6 @@ class GalleryPanel(QWidget):
 
         return self._start(job, self._on_built, "clustering")
 
-    def _start(self, job, on_done, label, cancel=None):
-        self.progress.start(label)
-        self.progress.busy(f"{label}...")
-        self.run_btn.enabled, self.stop_btn.enabled = False, True
-        self.worker = self.workers.start(job, cancel=cancel, name=label, on_progress=self.progress.update,
-                                         on_done=on_done, on_error=self._on_error, on_finished=self._on_finished)
-        return self.worker
-
-    def stop(self, *_):
-        if self.worker is not None:
-            self.worker.stop()
-
-    def _on_error(self, exc):
-        self.info.value = _workers.notify_error(exc, "Gallery")
-        self.progress.finish("failed")
-
-    def _on_finished(self):
-        self.worker = None
-        self.run_btn.enabled, self.stop_btn.enabled = True, False
 
     # -------------------------------------------------------------- layers
     def _on_built(self, result):

@@ -20,6 +20,7 @@ from ..core.progress import CancelToken
 from . import _paths
 from ._device import DevicePicker
 from ._discover_table import RankTable, data_root, next_free, show_image
+from ._jobs import JobPanel
 from ._paths import PathPicker
 from ._progress import TrainingProgress
 
@@ -27,7 +28,9 @@ IMAGE_LAYER = "review image"
 MODES = ("suspected mislabels", "rank a folder")
 
 
-class ReviewPanel(QWidget):
+class ReviewPanel(JobPanel, QWidget):
+    job_failed = "Discover"
+
     def __init__(self, viewer, model, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
@@ -108,26 +111,15 @@ class ReviewPanel(QWidget):
 
         return self._start(job, self._on_ranked, f"{mode} in {folder.name}", cancel)
 
-    def _start(self, job, on_done, label, cancel=None):
-        self.progress.start(label)
-        self.progress.busy(f"{label}...")
-        self.run_btn.enabled, self.stop_btn.enabled, self.retrain_btn.enabled = False, True, False
-        self.worker = self.workers.start(job, cancel=cancel, name=label, on_progress=self.progress.update,
-                                         on_done=on_done, on_error=self._on_error, on_finished=self._on_finished)
-        return self.worker
+    def _set_running(self, running: bool) -> None:
+        super()._set_running(running)
+        self.retrain_btn.enabled = not running
 
-    def stop(self, *_):
-        if self.worker is not None:
-            self.worker.stop()
-
-    def _on_error(self, exc):
-        msg = _workers.notify_error(exc, "Discover")
-        self.progress.finish("failed")
+    def _show_error(self, msg: str) -> None:
         self.status.value = msg
 
     def _on_finished(self):
-        self.worker = None
-        self.run_btn.enabled, self.stop_btn.enabled, self.retrain_btn.enabled = True, False, True
+        super()._on_finished()
         if self._rerank:  # after a retraining: rank again with the new model
             self._rerank = False
             self.run()

@@ -8,6 +8,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import _workers
 from ..core.errors import InputError
 from ._device import DevicePicker
+from ._jobs import JobPanel
 from ._model import ModelSlot
 from ._paths import PathPicker
 from ._plot import HeatmapPlot
@@ -16,7 +17,9 @@ from ._table import ResultsTable
 from .deepyeast_train import describe_class_folder
 
 
-class EvaluatePanel(QWidget):
+class EvaluatePanel(JobPanel, QWidget):
+    job_failed = "evaluation failed"
+
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
@@ -58,21 +61,7 @@ class EvaluatePanel(QWidget):
             return evaluate_deepyeast(loaded, folder, device=device,
                                       progress=_workers.count_progress(report, CancelToken(), "loading crops"))
 
-        self.progress.start("evaluating")
-        self.progress.busy("evaluating...")
-        self.run_btn.enabled = False
-        self.worker = self.workers.start(job, name="evaluate", on_progress=self.progress.update,
-                                         on_done=self.show, on_error=self._on_error,
-                                         on_finished=self._on_finished)
-        return self.worker
-
-    def _on_error(self, exc):
-        self.progress.finish("failed")
-        self.progress.status.setText(_workers.notify_error(exc, "evaluation failed"))
-
-    def _on_finished(self):
-        self.worker = None
-        self.run_btn.enabled = True
+        return self._start(job, self.show, "evaluating")
 
     def show(self, metrics: dict | None):
         if metrics is None:

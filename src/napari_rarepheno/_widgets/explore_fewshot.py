@@ -13,6 +13,7 @@ from .. import _workers
 from ..core.errors import InputError
 from ..core.progress import CancelToken, Progress
 from ._device import DevicePicker
+from ._jobs import JobPanel
 from ._model import ModelSlot
 from ._paths import PathPicker
 from ._plot import LinePlot
@@ -31,7 +32,9 @@ def parse_shots(text: str) -> list[int]:
     return shots
 
 
-class FewShotPanel(QWidget):
+class FewShotPanel(JobPanel, QWidget):
+    job_failed = "few-shot transfer failed"
+
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
@@ -91,20 +94,7 @@ class FewShotPanel(QWidget):
             cancel.raise_if_cancelled()
             return run_transfer(loaded, train, test, shots, layer=layer, head=head, hand=hand, device=device)
 
-        self.progress.start("few-shot")
-        self.progress.busy("few-shot transfer...")
-        self.run_btn.enabled, self.stop_btn.enabled = False, True
-        self.worker = self.workers.start(job, cancel=cancel, name="few-shot", on_progress=self.progress.update,
-                                         on_done=self.show, on_error=self._on_error, on_finished=self._on_finished)
-        return self.worker
-
-    def _on_error(self, exc):
-        self.progress.finish("failed")
-        self.progress.status.setText(_workers.notify_error(exc, "few-shot transfer failed"))
-
-    def _on_finished(self):
-        self.worker = None
-        self.run_btn.enabled, self.stop_btn.enabled = True, False
+        return self._start(job, self.show, "few-shot", cancel, busy="few-shot transfer...")
 
     def show(self, res: dict | None):
         if res is None:

@@ -18,6 +18,7 @@ from .. import _layers, _workers
 from ..core.errors import InputError
 from ..core.progress import CancelToken, Progress
 from ._device import DevicePicker
+from ._jobs import JobPanel
 from ._layer_choice import LayerChoice
 from ._model import ModelSlot
 from ._paths import PathPicker
@@ -43,7 +44,9 @@ def crop_rgb(crop: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-class TSNEPanel(QWidget):
+class TSNEPanel(JobPanel, QWidget):
+    job_failed = "t-SNE failed"
+
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
@@ -141,20 +144,7 @@ class TSNEPanel(QWidget):
                                           names.index(c) if c in names else 0, c)),
                     "model_classes": names}
 
-        self.progress.start("t-SNE")
-        self.progress.busy("computing features and t-SNE...")
-        self.run_btn.enabled = False
-        self.worker = self.workers.start(job, cancel=cancel, name="t-SNE", on_progress=self.progress.update,
-                                         on_done=self.show, on_error=self._on_error, on_finished=self._on_finished)
-        return self.worker
-
-    def _on_error(self, exc):
-        self.progress.finish("failed")
-        self.progress.status.setText(_workers.notify_error(exc, "t-SNE failed"))
-
-    def _on_finished(self):
-        self.worker = None
-        self.run_btn.enabled = True
+        return self._start(job, self.show, "t-SNE", cancel, busy="computing features and t-SNE...")
 
     def _color(self, cls: str, res: dict) -> str:
         names = res["model_classes"]

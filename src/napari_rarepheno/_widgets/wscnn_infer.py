@@ -18,8 +18,10 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import _layers, _workers
 from ..core.errors import InputError
 from ..core.progress import CancelToken, Progress
+from ..core.segment import SaliencyConfig
 from . import _export, _paths, wscnn_results
 from ._device import DevicePicker
+from ._jobs import JobPanel
 from ._model import ModelSlot
 from ._paths import PathPicker
 from ._progress import TrainingProgress
@@ -29,7 +31,9 @@ from .wscnn_results import Cached, common_contrast, prepare_input, segment
 __all__ = ["WSCNNInferPanel", "Cached", "prepare_input"]
 
 
-class WSCNNInferPanel(QWidget):
+class WSCNNInferPanel(JobPanel, QWidget):
+    job_failed = "WSCNN inference failed"
+
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
@@ -50,11 +54,12 @@ class WSCNNInferPanel(QWidget):
         self.stop_btn.changed.connect(self.stop)
         btns = Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False)
         btns.margins = (0, 0, 0, 0)
-        self.threshold = FloatSlider(label="threshold", value=0.25, min=0.0, max=1.0, step=0.01,
+        d = SaliencyConfig()  # the CLI's defaults: the same model gives the same objects here and there
+        self.threshold = FloatSlider(label="threshold", value=d.threshold, min=0.0, max=1.0, step=0.01,
                                      tooltip="fraction of the image's highest saliency")
-        self.sigma = FloatSlider(label="smoothing (px)", value=2.0, min=0.0, max=10.0, step=0.1)
-        self.min_area = SpinBox(label="min area (px)", value=20, min=0, max=100000)
-        self.min_distance = SpinBox(label="min distance (px)", value=6, min=1, max=500,
+        self.sigma = FloatSlider(label="smoothing (px)", value=d.sigma, min=0.0, max=10.0, step=0.1)
+        self.min_area = SpinBox(label="min area (px)", value=d.min_area, min=0, max=100000)
+        self.min_distance = SpinBox(label="min distance (px)", value=d.min_distance, min=1, max=500,
                                     tooltip="peaks closer than this are merged (about an object's radius)")
         self.positive_only = CheckBox(text="objects only in images called positive", value=True,
                                       tooltip="the paper segments positive images only; untick to see where a "
@@ -104,9 +109,7 @@ class WSCNNInferPanel(QWidget):
         return {"sigma": float(self.sigma.value), "threshold": float(self.threshold.value),
                 "min_area": int(self.min_area.value), "min_distance": int(self.min_distance.value)}
 
-    def saliency_config(self):
-        from ..core.saliency import SaliencyConfig
-
+    def saliency_config(self) -> SaliencyConfig:
         return SaliencyConfig(**self.saliency_params())
 
     def selected_images(self) -> list:
@@ -177,7 +180,6 @@ class WSCNNInferPanel(QWidget):
 
         def job(report):
             from ..core.batch import predict_wscnn_files
-            from ..core.saliency import SaliencyConfig
 
             return predict_wscnn_files(loaded, [folder], out, device=device, tile=tile, overwrite=True,
                                        saliency_config=SaliencyConfig(**params), cancel=cancel,
@@ -185,28 +187,6 @@ class WSCNNInferPanel(QWidget):
 
         return self._start(job, self._on_folder_done, "WSCNN on a folder", cancel)
 
-    def _start(self, job, on_done, label, cancel=None):
-        self.progress.start(label)
-        self.progress.busy(f"{label}...")
-        self.run_btn.enabled, self.stop_btn.enabled = False, True
-        self.worker = self.workers.start(job, cancel=cancel, name=label, on_progress=self.progress.update,
-                                         on_done=on_done, on_error=self._on_error,
-                                         on_finished=self._on_finished)
-        return self.worker
-
-    def stop(self, *_):
-        if self.worker is not None:
-            self.worker.stop()
-
-    def _on_error(self, exc):
-        msg = _workers.notify_error(exc, "WSCNN inference failed")
-        self.progress.finish("failed")
-        self.progress.status.setText(msg)
-
-    def _on_finished(self):
-        self.worker = None
-        self.run_btn.enabled, self.stop_btn.enabled = True, False
-        self.device.refresh()
 
     # ----------------------------------------------------------------- results
     def _on_layers_done(self, results):

@@ -58,7 +58,7 @@ def prepare_input(chw: np.ndarray, meta, name: str) -> np.ndarray:
 def segment(c: Cached, cfg, positive_only: bool):
     """``(c, Detections)`` of a cached image; an image called negative gets no objects when
     ``positive_only`` (the paper segments positive images only)."""
-    from ..core.saliency import segment_saliency
+    from ..core.segment import segment_saliency
 
     called_positive = int(np.argmax(c.probabilities)) == c.positive
     sal = c.saliency if called_positive or not positive_only else np.zeros_like(c.saliency)
