@@ -227,6 +227,11 @@ def objects_csv(text: str):
     return build
 
 
+def h5_short_groups(tmp: Path, models) -> Path:
+    return write_deeploc_h5(tmp / "crops.h5", noise(3, (10, 2, 16, 16)), np.arange(10) % 2, ["a", "b"],
+                            groups=[f"P{i}" for i in range(7)])
+
+
 def h5_mismatch(tmp: Path, models) -> Path:
     import h5py
 
@@ -445,6 +450,9 @@ CASES = [
     C("deeploc_h5_mismatched_lengths", h5_mismatch,
       lambda tmp, named, models: load_deeploc_h5(named, size=16),
       r"'data1' has 10 crops but 'Index1' has 8 label rows", cli=False),
+    C("deeploc_h5_groups_too_short", h5_short_groups,
+      lambda tmp, named, models: load_deeploc_h5(named, size=16),
+      r"'groups' has 7 entries but 'data1' has 10 crops; give one group per crop", cli=False),
     # --- parameters
     C("epochs_zero", _b(lambda t: tree(t / "data") and "epochs"),
       lambda tmp, named, models: train(tmp, epochs="0"),

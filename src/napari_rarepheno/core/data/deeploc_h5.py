@@ -92,7 +92,10 @@ def load_deeploc_h5(path: str | Path, class_names: Sequence[str] | None = None, 
         names = _names_from_attrs(f, index)
         groups = None
         for key in _GROUP_SETS:
-            if key in f and f[key].shape[:1] == (n,):
+            if key in f:
+                if f[key].shape[:1] != (n,):  # silently dropping it would make every crop its own protein
+                    raise InputError(f"'{key}' has {f[key].shape[0] if f[key].shape else 0} entries but "
+                                     f"'{data_key}' has {n} crops; give one group per crop", path)
                 groups = _decode(f[key][()])
                 break
         images = np.empty((n, len(channels) if channels else n_ch, size, size), np.float32)
