@@ -1,4 +1,5 @@
 """The one trainer: learns, checkpoints best and last, resumes exactly, cancels cleanly."""
+import copy
 import csv
 import math
 
@@ -13,7 +14,7 @@ from napari_rarepheno.core.modelfile import ModelMeta, load_model, read_tensors
 from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
 from napari_rarepheno.core.normalize import Normalization
 from napari_rarepheno.core.progress import CancelToken
-from napari_rarepheno.core.train import Trainer, TrainConfig, checkpoint_paths
+from napari_rarepheno.core.train import Trainer, TrainConfig, _seed_for, checkpoint_paths
 
 
 def blob_set(n=32, size=64, seed=0):
@@ -38,7 +39,7 @@ def make_trainer(tmp_path, epochs=4, **kw):
 
 
 def test_learns_trivially_separable_set(tmp_path):
-    trainer, data = make_trainer(tmp_path, epochs=6)
+    trainer, data = make_trainer(tmp_path, epochs=6, lr=3e-3)  # a tiny set: few steps, so a larger step
     events = []
     trainer.callback = events.append
     res = trainer.fit(data, blob_set(seed=1))
@@ -114,3 +115,39 @@ def test_bf16_matches_fp32_on_tiny_task(tmp_path):
         res = trainer.fit(data, blob_set(seed=1))
         accs[prec] = res.history[-1]["val_accuracy"]
     assert accs["bf16"] >= accs["fp32"] - 0.07
+
+
+def test_precise_bn_recomputes_statistics_on_unaugmented_images(tmp_path):
+    """With the paper's geometric augmentation the running statistics are recomputed after
+    each epoch on plain training images (eval-mode outputs then match real images)."""
+    data = blob_set(n=24)
+    cfg = WSCNNConfig(in_channels=1, widths=(8, 8, 8))
+    meta = ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"])
+    norm = Normalization.fit(data.images)
+    torch.manual_seed(0)
+    tr = Trainer(WSCNN(cfg), meta, TrainConfig(epochs=1, batch_size=8, seed=0, precision="fp32"),
+                 AugmentConfig.wscnn_paper(), norm)
+    assert tr.precise_bn_images() == 512
+    tr.fit(data)
+    bns = [m for m in tr.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    got = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+    # the same numbers by hand: a cumulative average over the plain images in batches of 8
+    ref = copy.deepcopy(tr.model)
+    rbns = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in rbns:
+        m.reset_running_stats()
+        m.momentum = None
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(_seed_for(0, 0) + 2))
+    x = norm.apply_torch(torch.from_numpy(data.images)[idx]).contiguous(memory_format=torch.channels_last)
+    ref.train()
+    with torch.no_grad():
+        for s in range(0, len(x), 8):
+            ref(x[s:s + 8])
+    for (mean, var), m in zip(got, rbns):
+        torch.testing.assert_close(mean, m.running_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(var, m.running_var, rtol=1e-4, atol=1e-5)
+    assert all(m.momentum == 0.1 for m in bns)  # restored for the next epoch
+    # flips only: statistics unchanged by augmentation, nothing recomputed; 0 switches it off
+    assert Trainer(WSCNN(cfg), meta, TrainConfig(epochs=1), AugmentConfig(), norm).precise_bn_images() == 0
+    assert Trainer(WSCNN(cfg), meta, TrainConfig(epochs=1, precise_bn=0), AugmentConfig.wscnn_paper(),
+                   norm).precise_bn_images() == 0

@@ -45,6 +45,13 @@ class AugmentConfig:
     def none(cls) -> "AugmentConfig":
         return cls(hflip=False, vflip=False, enabled=False)
 
+    def changes_statistics(self) -> bool:
+        """Rotation, scaling or translation: interpolation and zero padding make augmented
+        images darker at the borders and smoother than the images the model will be given,
+        so batch-norm statistics collected on them do not fit real images (see
+        ``TrainConfig.precise_bn``). Flips and 90-degree turns do not."""
+        return not self.is_identity() and bool(self.rotation_ranges or self.scale_px or self.translate_px)
+
     def is_identity(self) -> bool:
         return not self.enabled or not (self.hflip or self.vflip or self.rotation_ranges or self.rot90
                                         or self.translate_px or self.scale_px)

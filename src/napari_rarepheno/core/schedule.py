@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 RECIPES: dict[tuple[str, str], dict] = {
     ("wscnn", "paper"): dict(optimizer="sgd", lr=5e-3, schedule="plateau", factor=0.1, batch_size=50),
-    ("wscnn", "fast"): dict(optimizer="adamw", lr=3e-3, schedule="onecycle", factor=0.1, batch_size=50),
+    ("wscnn", "fast"): dict(optimizer="adamw", lr=1e-3, schedule="onecycle", factor=0.1, batch_size=50),
     ("deepyeast", "paper"): dict(optimizer="sgd", lr=0.1, schedule="step", factor=0.5, batch_size=100),
     ("deepyeast", "fast"): dict(optimizer="adamw", lr=2e-3, schedule="onecycle", factor=0.5, batch_size=100),
 }
