@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import statistics
 import sys
@@ -130,17 +129,28 @@ class RoundRobin:
         self.variants[name] = (step, images_per_step, alloc)
 
     def run(self, label: str) -> dict[str, float]:
+        """Per variant: images (or multiply-adds) per second in each round. Also records the
+        page faults and kernel (system) CPU seconds per step in ``self.kernel``: deterministic
+        where timings are noisy (fresh pages for every activation are what the allocator
+        setting removes)."""
+        import resource
+
         times = {k: [] for k in self.variants}
+        self.kernel = {k: {"minor_faults_per_step": [], "system_s_per_step": []} for k in self.variants}
         for r in range(self.reps):
             for name, (step, n, alloc) in self.variants.items():
                 with cpu_allocator_tuned(alloc):
                     step()
+                    u0 = resource.getrusage(resource.RUSAGE_SELF)
                     t = CLOCK()
                     for _ in range(self.steps):
                         step()
                     times[name].append((CLOCK() - t) / self.steps)
+                    u1 = resource.getrusage(resource.RUSAGE_SELF)
+                self.kernel[name]["minor_faults_per_step"].append((u1.ru_minflt - u0.ru_minflt) / self.steps)
+                self.kernel[name]["system_s_per_step"].append((u1.ru_stime - u0.ru_stime) / self.steps)
                 print(f"  [{label}] round {r + 1}/{self.reps} {name}: {n / times[name][-1]:.1f} /s", flush=True)
-        return {k: self.variants[k][1] / statistics.median(v) for k, v in times.items()}
+        return {k: [self.variants[k][1] / t for t in v] for k, v in times.items()}  # per round, /s
 
 
 def fake_data(kind: str, n: int, seed: int = 0):
@@ -325,7 +335,9 @@ def field_target(side: int, reps: int) -> dict:
     out["gflop"] = saliency_gflop(side)
     print(f"  one {side}x{side} saliency pass = {out['gflop']:.0f} GFLOP (forward + input gradient); "
           f"at the fp32 roofline that alone takes {out['gflop'] / ROOF['fp32']:.1f} s", flush=True)
-    ref = None
+    from napari_rarepheno.core.segment import segment_saliency
+
+    ref = ref_mask = None
     for name, fn in runs.items():
         lm = wscnn_loaded()
         fn(lm, img[:, :600, :600])  # warm-up on a small field: libraries, thread pools, kernels
@@ -336,12 +348,14 @@ def field_target(side: int, reps: int) -> dict:
             ts.append(CLOCK() - t)
         sec = statistics.median(ts)
         sal = np.asarray(res.saliency)
-        ref = sal if ref is None else ref
+        mask = segment_saliency(sal).mask
+        ref, ref_mask = (sal, mask) if ref is None else (ref, ref_mask)
         corr = float(np.corrcoef(ref.ravel(), sal.ravel())[0, 1]) if sal.std() > 0 else float("nan")
-        out[name] = {"seconds": sec, "saliency_corr_vs_fp32_untiled": corr,
+        iou = float((mask & ref_mask).sum() / max((mask | ref_mask).sum(), 1))
+        out[name] = {"seconds": sec, "saliency_corr_vs_fp32_untiled": corr, "mask_iou_vs_fp32_untiled": iou,
                      "gflop_per_s": out["gflop"] / sec}
         print(f"  {side}x{side} + saliency, {name}: {sec:.2f} s (target 2 s), {out['gflop'] / sec:.0f} GFLOP/s, "
-              f"saliency corr vs fp32 {corr:.5f}", flush=True)
+              f"saliency corr vs fp32 {corr:.5f}, object-mask IoU {iou:.3f}", flush=True)
     return out
 
 
@@ -393,18 +407,29 @@ def crops_target(n: int, reps: int) -> dict:
 
 
 # --------------------------------------------------------------------- main
-def rows_for(kind, what, ips: dict, gflop: float, roof: dict) -> list[list]:
-    rows, prev = [], None
-    base = next(iter(ips.values()))
-    for name, v in ips.items():
-        gfs = v * gflop
+def rows_for(rounds: dict[str, list[float]], gflop: float, roof: dict, kernel: dict) -> tuple[list[list], dict]:
+    """Table rows and a summary. Ratios are paired: the median over rounds of the ratio
+    within each round, so load that changes between rounds cancels out."""
+    roof_r = [v * 2 / 1e9 for v in rounds["roofline"]]
+    names = [k for k in rounds if k != "roofline"]
+    med = lambda xs: statistics.median(xs)  # noqa: E731
+    rows, summary = [], {}
+    for i, name in enumerate(names):
+        v = rounds[name]
         bf = "bf16" in name or "allocator" in name
-        r = [name, f"{v:.1f}", f"{gfs:.0f}", f"{gfs / roof['fp32']:.0%}",
-             f"{gfs / roof['bf16']:.0%}" if roof.get("bf16") and bf else "", f"{v / base:.2f}x",
-             f"{v / prev:.2f}x" if prev else ""]
-        rows.append(r)
-        prev = v
-    return rows
+        vs_naive = med([a / b for a, b in zip(v, rounds[names[0]])])
+        gain = med([a / b for a, b in zip(v, rounds[names[i - 1]])]) if i else None
+        of_fp32 = med([a * gflop / r for a, r in zip(v, roof_r)])
+        faults = med(kernel[name]["minor_faults_per_step"])
+        sys_s = med(kernel[name]["system_s_per_step"])
+        summary[name] = {"images_per_s": med(v), "gflop_per_s": med(v) * gflop, "of_fp32_roofline": of_fp32,
+                         "minor_faults_per_step": faults, "system_s_per_step": sys_s,
+                         "of_bf16_roofline": med(v) * gflop / roof["bf16"] if roof.get("bf16") and bf else None,
+                         "vs_naive": vs_naive, "step_gain": gain, "rounds_images_per_s": v}
+        rows.append([name, f"{med(v):.1f}", f"{med(v) * gflop:.0f}", f"{of_fp32:.0%}",
+                     f"{med(v) * gflop / roof['bf16']:.0%}" if roof.get("bf16") and bf else "",
+                     f"{vs_naive:.2f}x", f"{gain:.2f}x" if gain else "", f"{faults:,.0f}", f"{sys_s:.2f}"])
+    return rows, summary
 
 
 def main() -> None:
@@ -412,6 +437,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
     ap.add_argument("--skip-targets", action="store_true")
+    ap.add_argument("--only-targets", action="store_true", help="roofline and the two inference targets only")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="one thread, timed by its own CPU clock: per-core numbers, robust to other load")
@@ -429,14 +455,16 @@ def main() -> None:
     print("machine:", json.dumps(res["machine_extra"]))
 
     # roofline
-    n = 1024 if q else 2048
-    roof = {"fp32": max(matmul_gflops(torch.float32, n, 5 if q else 10) for _ in range(3))}
+    n = 1024
+    sizes = (1024,) if q else (1024, 2048)
+    roof = {"fp32": max(matmul_gflops(torch.float32, m, 5 if q else 10) for m in sizes for _ in range(2))}
     if cpu_supports_bf16():
-        roof["bf16"] = max(matmul_gflops(BF16, n, 5 if q else 10) for _ in range(3))
+        roof["bf16"] = max(matmul_gflops(BF16, m, 5 if q else 10) for m in sizes for _ in range(2))
     res["roofline_gflops"] = roof
     ROOF.update(roof)
     print(f"\nroofline: fp32 matmul {roof['fp32']:.0f} GFLOP/s" +
-          (f", bf16 matmul {roof['bf16']:.0f} GFLOP/s" if "bf16" in roof else "") + f" ({n}x{n}, best of 3 medians)")
+          (f", bf16 matmul {roof['bf16']:.0f} GFLOP/s" if "bf16" in roof else "") +
+          f" (square {'/'.join(map(str, sizes))}, best median)")
 
     # FLOPs per image
     fl = {k: flops_per_image(k) for k in NETS}
@@ -444,36 +472,41 @@ def main() -> None:
     print(table([[k, f"{v['forward']:.3f}", f"{v['train']:.3f}", f"{v['parameters']:,}"] for k, v in fl.items()],
                 ["network", "GFLOP/img forward", "GFLOP/img fwd+bwd (train)", "parameters"]))
 
-    header = ["variant", "img/s", "GFLOP/s", "of fp32 roof", "of bf16 roof", "vs naive", "step gain"]
-    for kind in NETS:
+    header = ["variant", "img/s", "GFLOP/s", "of fp32 roof*", "of bf16 roof", "vs naive", "step gain",
+              "page faults/step", "kernel s/step"]
+    print("\n(* against the fp32 matmul roofline measured in the same rounds; ratios are medians of "
+          "per-round ratios)")
+    for kind in ([] if args.only_targets else NETS):
         batch = NETS[kind]["batch"] if not q else NETS[kind]["batch"] // 2
         print(f"\n== {kind} training, batch {batch} ==", flush=True)
         rr = RoundRobin(steps, reps)
         rr.add("roofline", matmul_step(torch.float32, n), n ** 3)
         training_variants(kind, batch, max(4 * batch, 200), rr)
-        ips = rr.run(f"{kind} train")
-        roof_here = dict(roof, fp32=ips.pop("roofline") * 2 / 1e9)
-        print(f"fp32 roofline measured in the same rounds: {roof_here['fp32']:.0f} GFLOP/s")
-        print(table(rows_for(kind, "train", ips, fl[kind]["train"], roof_here), header))
+        rounds = rr.run(f"{kind} train")
+        rows, ips = rows_for(rounds, fl[kind]["train"], roof, rr.kernel)
+        roof_here = statistics.median(rounds["roofline"]) * 2 / 1e9
+        print(f"fp32 roofline measured in the same rounds: {roof_here:.0f} GFLOP/s")
+        print(table(rows, header))
         fit = trainer_fit(kind, (3 if q else 6) * batch, batch)
         print(f"Trainer.fit (defaults: {fit['precision']}, channels_last={fit['channels_last']}), one epoch: "
               f"{fit['images_per_s']:.1f} img/s = {fit['images_per_s'] * fl[kind]['train']:.0f} GFLOP/s")
         res[f"{kind}_train"] = {"batch": batch, "images_per_s": ips, "trainer_fit": fit,
-                                "roofline_fp32_same_rounds": roof_here["fp32"]}
+                                "roofline_fp32_same_rounds": roof_here}
 
         eb = NETS[kind]["eval_batch"]
         print(f"\n== {kind} inference, batch {eb} ==", flush=True)
         rr = RoundRobin(steps * 2, reps)
         rr.add("roofline", matmul_step(torch.float32, n), n ** 3)
         inference_variants(kind, eb, 4 * eb, rr)
-        ips = rr.run(f"{kind} infer")
-        roof_here = dict(roof, fp32=ips.pop("roofline") * 2 / 1e9)
-        print(f"fp32 roofline measured in the same rounds: {roof_here['fp32']:.0f} GFLOP/s")
-        print(table(rows_for(kind, "infer", ips, fl[kind]["forward"], roof_here), header))
+        rounds = rr.run(f"{kind} infer")
+        rows, ips = rows_for(rounds, fl[kind]["forward"], roof, rr.kernel)
+        roof_here = statistics.median(rounds["roofline"]) * 2 / 1e9
+        print(f"fp32 roofline measured in the same rounds: {roof_here:.0f} GFLOP/s")
+        print(table(rows, header))
         ev = evaluate_path(kind, 4 * eb, eb)
         print(f"evaluate_arrays (defaults: {ev['precision']}, channels_last): {ev['images_per_s']:.1f} img/s")
         res[f"{kind}_infer"] = {"batch": eb, "images_per_s": ips, "evaluate_arrays": ev,
-                                "roofline_fp32_same_rounds": roof_here["fp32"]}
+                                "roofline_fp32_same_rounds": roof_here}
 
     if args.compile:
         res["compile"] = compile_check(NETS["wscnn"]["batch"] // (2 if q else 1))
@@ -483,7 +516,8 @@ def main() -> None:
         res["field_2048"] = field_target(2048, 1 if q else 2)
         res["crops_10k"] = crops_target(2000 if q else 10_000, 1)
     res["machine_extra"]["loadavg_end"] = os.getloadavg()[0]
-    save(("speed_quick" if q else "speed") + ("_cputime" if args.cpu_time else ""), res)
+    save(("speed_quick" if q else "speed") + ("_cputime" if args.cpu_time else "") +
+         ("_targets" if args.only_targets else ""), res)
 
 
 def compile_check(batch: int) -> dict:
