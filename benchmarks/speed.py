@@ -324,7 +324,7 @@ def field_target(side: int, reps: int) -> dict:
     img = rng.integers(0, 60, (1, side, side), dtype=np.uint8)
     out: dict = {"side": side, "target_s": 2.0}
     runs = {
-        "predict_wscnn untiled (as shipped: fp32, NCHW)": lambda lm, im: predict_wscnn(lm, im, saliency=True),
+        "predict_wscnn untiled (as shipped: fp32, BN folded, channels_last)": lambda lm, im: predict_wscnn(lm, im, saliency=True),
         "predict_wscnn tile=1024 (as shipped)": lambda lm, im: predict_wscnn(lm, im, saliency=True, tile=1024),
         "tiles.predict_wscnn_lazy tile=768 fp32 (BN folded, channels_last)":
             lambda lm, im: predict_wscnn_lazy(lm, im, tile=768, precision="fp32"),
