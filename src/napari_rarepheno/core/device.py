@@ -158,3 +158,14 @@ def cpu_allocator_tuned(enabled: bool = True):
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(int(n))
+
+
+def fits_on_device(images: torch.Tensor, device: torch.device, fraction: float = 0.25) -> bool:
+    """Whether the training images take at most ``fraction`` of the accelerator's free memory."""
+    nbytes = images.numel() * images.element_size()
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= fraction * free
+    if device.type == "mps":
+        return nbytes <= 512 * 2 ** 20
+    return False
