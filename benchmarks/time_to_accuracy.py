@@ -126,7 +126,10 @@ def main(argv=None) -> int:
     ap.add_argument("--deepyeast-epochs", type=int, default=20)
     ap.add_argument("--skip-wscnn", action="store_true")
     ap.add_argument("--skip-deepyeast", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 WSCNN and 3 DeepYeast epochs")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.wscnn_epochs, args.deepyeast_epochs = min(args.wscnn_epochs, 2), min(args.deepyeast_epochs, 3)
     res: dict = {"benchmark": "time_to_accuracy", "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(dir=DATA if DATA.exists() else None) as td:
         tmp = Path(td)
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
         d = res["deepyeast"]
         print(f"  DeepYeast, mitosis crops, test acc >= {d['target']:.1%} (our benchmark): {fmt(d['reached_seconds'])}")
         print(f"  DeepYeast, mitosis crops, test acc >= 87% (paper's accuracy): {fmt(d['reached_paper_seconds'])}")
-    save("time_to_accuracy", res)
+    save("time_to_accuracy" + ("_quick" if args.quick else ""), res)
     return 0
 
 
