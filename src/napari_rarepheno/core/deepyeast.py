@@ -124,16 +124,26 @@ def _prepare(lm: LoadedModel, crops) -> np.ndarray:
     return scale_crops(fit_size(x, lm.model.config.input_size), lm.meta.training.get("input", {}).get("crop_scale"))
 
 
-def classify_crops(loaded, crops, *, device: str = "auto", batch_size: int = 128) -> np.ndarray:
-    """(N, K) class probabilities of (N, C, H, W) crops (integer data scaled like image files)."""
-    from .device import resolve_device
+def classify_crops(loaded, crops, *, device: str = "auto", batch_size: int = 256,
+                   precision: str = "auto") -> np.ndarray:
+    """(N, K) class probabilities of (N, C, H, W) crops (integer data scaled like image files).
+
+    Runs the prediction copy of the network (:func:`core.predict.inference_model`: batch norm
+    folded, channels_last) under ``precision`` ('auto': bf16 where the CPU has bf16 matrix
+    units or on a GPU, see :func:`core.device.resolve_precision`; 'fp32' for bit-for-bit
+    float32). On the 2-core dev machine bf16 is ~4x faster than the float32 NCHW path and
+    gives the same argmax (``benchmarks/speed.py``)."""
+    from .device import resolve_device, resolve_precision
+    from .predict import inference_model
 
     lm = as_loaded(loaded)
     x = _prepare(lm, crops)
     dev = resolve_device(device)
+    amp = resolve_precision(precision, dev)
     lm.model.to(dev)
+    net = inference_model(lm, dev)
     norm = Normalization.from_dict(lm.meta.normalization)
-    return evaluate_arrays(lm.model, x, None, norm, dev, batch_size, None, False)["probabilities"]
+    return evaluate_arrays(net, x, None, norm, dev, batch_size, amp, True)["probabilities"]
 
 
 def embed_crops(loaded, crops, layer: str = "fc1", *, device: str = "auto", batch_size: int = 128) -> np.ndarray:
