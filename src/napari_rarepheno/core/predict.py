@@ -170,12 +170,25 @@ def default_overlap(model) -> int:
 
 
 def plan_tiles(n: int, tile: int, overlap: int, stride: int) -> list[tuple[int, int]]:
-    """Spans [start, end) along one axis; starts on the stride grid, the last span ends at n."""
+    """Spans [start, end) along one axis; starts on the stride grid, the last span ends at n,
+    neighbours overlap by at least ``overlap``.
+
+    The fewest spans of at most ``tile`` px (the last may be up to ``stride - 1`` px longer),
+    all about the same size: a 2048 px side with ``tile=1024`` and 80 px overlap becomes three
+    736 px spans rather than two full tiles and a third that nearly repeats the second (1.9x
+    less work for a 2048x2048 field)."""
     if n <= tile:
         return [(0, n)]
-    last = (n - tile) // stride * stride
-    starts = list(range(0, last, tile - overlap)) + [last]
-    return [(s, s + tile) for s in starts[:-1]] + [(last, n)]
+    k = max(2, math.ceil((n - overlap) / (tile - overlap)))
+    while True:
+        for size in range(math.ceil((n + (k - 1) * overlap) / k), tile + 1):
+            step = (size - overlap) // stride * stride
+            last = (n - size) // stride * stride
+            if step <= 0 or last <= (k - 2) * step:
+                continue
+            if last - (k - 2) * step <= size - overlap:
+                return [(i * step, i * step + size) for i in range(k - 1)] + [(last, n)]
+        k += 1
 
 
 def owned_units(model, n: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
