@@ -80,6 +80,10 @@ def test_tile_plan_and_ownership():
         own = owned_units(m, n, spans)  # a partition of the global class map
         assert own[0][0] == 0 and own[-1][1] == m.class_map_size(n, n)[0]
         assert all(a[1] == b[0] for a, b in zip(own, own[1:]))
+        assert all(b - a < 256 + 8 for a, b in spans)
+    for n, tile, k in ((2048, 1024, 3), (2048, 512, 5), (10_000, 1024, 11)):
+        spans = plan_tiles(n, tile, 80, 8)  # the fewest spans, of about equal size: little repeated work
+        assert len(spans) == k and sum(b - a for a, b in spans) <= n + (k - 1) * (80 + 8) + 8, spans
 
 
 def test_tiling_refusals(big_image):
