@@ -103,6 +103,9 @@ def main() -> None:
     ap.add_argument("--epochs-max", type=int, default=None)
     ap.add_argument("--epochs-ablation", type=int, default=None)
     ap.add_argument("--skip-mitosis", action="store_true")
+    ap.add_argument("--only-mitosis", action="store_true",
+                    help="only the real-cell part (HeLa mosaics); results in wscnn_mitosis.json")
+    ap.add_argument("--epochs-mitosis", type=int, default=None)
     ap.add_argument("--reuse-models", action="store_true",
                     help="evaluate the models a previous run left in benchmarks/data/models instead of training")
     args = ap.parse_args()
@@ -113,6 +116,11 @@ def main() -> None:
     e_abl = args.epochs_ablation or (1 if args.quick else 4)
     times: dict[str, float] = {}
     t_all = time.perf_counter()
+    if args.only_mitosis:
+        res = {"mitosis": mitosis(args, times), "times_s": times, "total_s": time.perf_counter() - t_all}
+        print(f"\ntotal wall time {res['total_s'] / 60:.1f} min")
+        save("wscnn_mitosis" + ("_quick" if args.quick else ""), res)
+        return
     with timed("simulate", times):
         sim1 = ensure_sim("sim1" + ("-quick" if args.quick else ""), n, 0.1, 0)
         sim2 = ensure_sim("sim2" + ("-quick" if args.quick else ""), n, 0.2, 1)
@@ -174,6 +182,7 @@ def main() -> None:
 
 def mitosis(args, times) -> dict:
     from napari_rarepheno.core.data.mosaic import MosaicConfig, build_mosaics
+    from napari_rarepheno.core.segment import SaliencyConfig
     from napari_rarepheno.core.wscnn import evaluate_wscnn
 
     rare = ("pro", "prometa", "meta", "earlyana", "lateana", "telo")
@@ -183,21 +192,30 @@ def mitosis(args, times) -> dict:
         summary = build_mosaics(MITOSIS, out, MosaicConfig(rare=rare, common=("inter",), grid=(4, 4),
                                                            rare_per_positive=(1, 3), n_per_class=n, seed=0),
                                 overwrite=True)
-    epochs = 2 if args.quick else 6
-    with timed("train mitosis", times):
-        r = train(out, DATA / "models" / "mitosis.safetensors", "max", epochs, args.recipe, channels=[0, 1],
-                  conv2_kernel=7)
-    with timed("evaluate mitosis", times):
-        ev = evaluate_wscnn(r.best_path, out / "test")
+    epochs = args.epochs_mitosis or (2 if args.quick else 6)
+    path = DATA / "models" / ("mitosis" + ("-quick" if args.quick else "") + ".safetensors")
+    if not (args.reuse_models and path.exists()):
+        with timed("train mitosis", times):
+            train(out, path, "max", epochs, args.recipe, channels=[0, 1], conv2_kernel=7)
+    # the mosaic's boxes are whole 64-px crops: the paper's rule (mask covers >= 90% of the
+    # box) would need the crop's background segmented too, so the fair score is detection (a
+    # saliency peak inside the crop), with peaks kept about a cell radius apart
+    cell = SaliencyConfig(sigma=4.0, threshold=0.15, min_distance=24, min_area=50)
+    rows, evs = [], {}
+    for name, scfg in (("default segmentation (objects 15-20 px)", None), ("cell-sized: sigma 4, peaks 24 px apart", cell)):
+        with timed(f"evaluate mitosis, {name}", times):
+            ev = evaluate_wscnn(path, out / "test", saliency_config=scfg)
+        evs[name] = {k: ev[k] for k in ev if k not in ("probabilities", "images", "labels")}
+        rows.append([f"WSCNN-max (4), conv2 7x7; {name}", ev["accuracy"], ev["precision"], ev["recall"],
+                     ev.get("detection_recall", float("nan")), ev.get("detection_precision", float("nan")),
+                     ev.get("localization_recall", float("nan"))])
     print("\nReal HeLa mosaics (4x4 tiles of 64 px; positives hold 1-3 mitotic cells; split by field region)")
-    print(table([["WSCNN-max (4), conv2 7x7", ev["accuracy"], ev["precision"], ev["recall"],
-                  ev.get("localization_recall", float("nan")), ev.get("localization_precision", float("nan"))]],
-                ["config", "accuracy", "precision", "recall", "loc. recall", "loc. precision"]))
+    print(table(rows, ["config", "accuracy", "precision", "recall", "det. recall", "det. precision",
+                       "90%-cover recall"]))
     print("paper, real multinucleate-cell data (Table 2): accuracy 90.27% (4 layers), 91.89% (6 layers)")
+    print("det.: a mitotic crop is found when a saliency peak lies in it; precision counts peaks in interphase crops")
     return {"split": summary.get("split", summary) if isinstance(summary, dict) else str(summary),
-            "epochs": epochs, "n_per_class": n,
-            **{k: ev[k] for k in ev if k not in ("probabilities", "images", "labels")}}
-
+            "epochs": epochs, "n_per_class": n, "evaluations": evs}
 
 if __name__ == "__main__":
     main()

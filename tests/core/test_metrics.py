@@ -6,8 +6,8 @@ import pytest
 
 from napari_rarepheno.core.data.objects import Box
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.metrics import (binary_metrics, box_coverage, localization_counts, localization_metrics,
-                                           multiclass_metrics)
+from napari_rarepheno.core.metrics import (binary_metrics, box_coverage, detection_counts, localization_counts,
+                                           localization_metrics, multiclass_metrics)
 
 
 def test_binary_metrics_counts_and_ratios():
@@ -68,6 +68,21 @@ def test_localization_counts_paper_rule():
     mask2[10, 10] = False
     mask2[10:20, 10:12] = False
     assert localization_counts(mask2, boxes[:1])["fn"] == 1
+
+
+def test_detection_counts_peak_in_box():
+    boxes = [(0, 0, 64, 64, "rare"), (64, 0, 128, 64, "rare"), (0, 64, 64, 128, "common"),
+             (64, 64, 128, 128, "common")]
+    peaks = np.array([[10.0, 20.0],     # (y, x) in the first rare tile
+                      [100.0, 70.0],    # in the second common tile
+                      [63.9, 63.9]])    # still the first rare tile (half-open boxes)
+    c = detection_counts(peaks, boxes)
+    assert (c["tp"], c["fn"], c["fp"], c["tn"]) == (1, 1, 1, 1)
+    m = localization_metrics([c, detection_counts(np.zeros((0, 2)), boxes)], prefix="detection")
+    assert m["detection_recall"] == 0.25 and m["detection_precision"] == 0.5 and m["detection_images"] == 2
+    assert "localization_recall" not in m
+    with pytest.raises(InputError, match="kind"):
+        detection_counts(peaks, [(0, 0, 5, 5, "odd")])
 
 
 def test_localization_edge_cases():

@@ -151,8 +151,28 @@ def localization_counts(mask: np.ndarray, boxes: Iterable[Any], min_cover: float
     return out
 
 
-def localization_metrics(counts: Iterable[Mapping[str, int]]) -> dict:
-    """Pool per-image counts: object-level accuracy ``(tp + tn) / objects``, precision, recall."""
+def detection_counts(peaks: np.ndarray, boxes: Iterable[Any]) -> dict:
+    """TP/FN (rare boxes) and FP/TN (common boxes) by detected peaks: a box is hit when at
+    least one ``(y, x)`` peak lies inside it. For boxes that are whole tiles rather than tight
+    object outlines (mosaics of cell crops), where the paper's 90%-cover rule would ask the
+    mask to fill the crop's background too."""
+    pk = np.asarray(peaks, dtype=np.float64).reshape(-1, 2)
+    out = {"tp": 0, "fn": 0, "fp": 0, "tn": 0}
+    for b in boxes:
+        x0, y0, x1, y1, kind = _box(b)
+        if kind not in ("rare", "common"):
+            raise InputError(f"box kind must be 'rare' or 'common', got {kind!r}")
+        hit = bool(np.any((pk[:, 0] >= y0) & (pk[:, 0] < y1) & (pk[:, 1] >= x0) & (pk[:, 1] < x1)))
+        if kind == "rare":
+            out["tp" if hit else "fn"] += 1
+        else:
+            out["fp" if hit else "tn"] += 1
+    return out
+
+
+def localization_metrics(counts: Iterable[Mapping[str, int]], prefix: str = "localization") -> dict:
+    """Pool per-image counts: object-level accuracy ``(tp + tn) / objects``, precision, recall
+    (keys ``<prefix>_accuracy`` ...)."""
     tot = {"tp": 0, "fn": 0, "fp": 0, "tn": 0}
     n_images = 0
     for c in counts:
@@ -160,9 +180,10 @@ def localization_metrics(counts: Iterable[Mapping[str, int]]) -> dict:
         for k in tot:
             tot[k] += int(c.get(k, 0))
     tp, fn, fp, tn = tot["tp"], tot["fn"], tot["fp"], tot["tn"]
-    return {"localization_accuracy": _ratio(tp + tn, tp + tn + fp + fn),
-            "localization_precision": _ratio(tp, tp + fp), "localization_recall": _ratio(tp, tp + fn),
-            "localization_images": n_images, **{f"localization_{k}": v for k, v in tot.items()}}
+    return {f"{prefix}_accuracy": _ratio(tp + tn, tp + tn + fp + fn),
+            f"{prefix}_precision": _ratio(tp, tp + fp), f"{prefix}_recall": _ratio(tp, tp + fn),
+            f"{prefix}_images": n_images, **{f"{prefix}_{k}": v for k, v in tot.items()}}
 
 
-__all__ = ["binary_metrics", "multiclass_metrics", "box_coverage", "localization_counts", "localization_metrics"]
+__all__ = ["binary_metrics", "multiclass_metrics", "box_coverage", "localization_counts", "detection_counts",
+           "localization_metrics"]

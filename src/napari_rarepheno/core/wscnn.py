@@ -140,11 +140,13 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
                    localization: bool = True, saliency_config=None, batch_size: int = 16,
                    progress=None, channels: Sequence[int] | None = None) -> dict:
     """Accuracy/precision/recall on a split folder; with ``objects.csv`` also the paper's
-    localisation metric on the positive images. ``channels`` (``--channels``) overrides the
-    channel selection stored in the model."""
+    localisation metric on the positive images (``localization_*``: a box counts when the mask
+    covers >= 90% of it) and a detection score (``detection_*``: a box counts when a detected
+    peak lies in it; the fair one for mosaics, whose boxes are whole crops). ``channels``
+    (``--channels``) overrides the channel selection stored in the model."""
     from .data.objects import read_objects
     from .device import resolve_device
-    from .metrics import binary_metrics, localization_counts, localization_metrics
+    from .metrics import binary_metrics, detection_counts, localization_counts, localization_metrics
     from .predict import saliency_batch
     from .saliency import SaliencyConfig, segment_saliency
 
@@ -160,7 +162,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
     norm = Normalization.from_dict(lm.meta.normalization)
     objects_csv = split_dir / "objects.csv"
     want_loc = localization and objects_csv.exists()
-    probs, counts = [], []
+    probs, counts, hits = [], [], []
     boxes_by_image = read_objects(objects_csv, {data.relpath(i): data.images.shape[2:] for i in range(len(data))}) \
         if want_loc else {}
     scfg = saliency_config or SaliencyConfig()
@@ -173,7 +175,9 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
                 if data.labels[i] != 1:
                     continue
                 det = segment_saliency(sal[j], scfg)
-                counts.append(localization_counts(det.mask, boxes_by_image.get(data.relpath(i), [])))
+                boxes = boxes_by_image.get(data.relpath(i), [])
+                counts.append(localization_counts(det.mask, boxes))
+                hits.append(detection_counts(det.peaks, boxes))
         if progress is not None:
             progress(sl.stop, len(data))
     probs = np.concatenate(probs)
@@ -182,6 +186,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
     out["n"] = int(len(data))
     if want_loc:
         out.update(localization_metrics(counts))
+        out.update(localization_metrics(hits, prefix="detection"))  # a detected peak inside the box
     out["probabilities"] = probs[:, 1].tolist()
     out["images"] = [data.relpath(i) for i in range(len(data))]
     out["labels"] = data.labels.tolist()
