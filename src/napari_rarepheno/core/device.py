@@ -12,6 +12,7 @@ import ctypes
 import os
 import platform
 import threading
+import warnings
 
 import torch
 
@@ -97,7 +98,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return None
     if precision in ("bf16", "bfloat16"):
         if device.type == "cpu" and not cpu_supports_bf16():
-            raise InputError("bf16 was requested but this CPU has no bf16 support; use --precision fp32")
+            warnings.warn("bf16 was requested but this CPU has no bf16 instructions: PyTorch emulates it, which "
+                          "is slower than fp32 here (use --precision fp32 for speed)", RuntimeWarning, stacklevel=2)
         return torch.bfloat16
     if precision in ("fp16", "float16", "16"):
         if device.type == "cpu":
