@@ -131,8 +131,9 @@ def classify_crops(loaded, crops, *, device: str = "auto", batch_size: int = 256
     Runs the prediction copy of the network (:func:`core.predict.inference_model`: batch norm
     folded, channels_last) under ``precision`` ('auto': bf16 where the CPU has bf16 matrix
     units or on a GPU, see :func:`core.device.resolve_precision`; 'fp32' for bit-for-bit
-    float32). On the 2-core dev machine bf16 is ~4x faster than the float32 NCHW path and
-    gives the same argmax (``benchmarks/speed.py``)."""
+    float32). On a CPU with AMX bf16 is ~4x faster than the float32 NCHW path with the same
+    argmax; without bf16 instructions 'auto' is fp32, 1.16x faster (``benchmarks/speed.py``,
+    docs/performance.md)."""
     from .device import resolve_device, resolve_precision
     from .predict import inference_model
 
