@@ -122,6 +122,24 @@ def box_coverage(mask: np.ndarray, box: Any) -> float | None:
     return float(np.count_nonzero(mask[y0:y1, x0:x1])) / float((x1 - x0) * (y1 - y0))
 
 
+def _tally(boxes: Iterable[Any], is_hit) -> dict:
+    """TP/FN over rare boxes and FP/TN over common ones; ``is_hit(box)`` is True, False, or
+    None for a box that is not counted (``outside``)."""
+    out = {"tp": 0, "fn": 0, "fp": 0, "tn": 0, "outside": 0}
+    for b in boxes:
+        box = _box(b)
+        if box[4] not in ("rare", "common"):
+            raise InputError(f"box kind must be 'rare' or 'common', got {box[4]!r}")
+        hit = is_hit(box)
+        if hit is None:
+            out["outside"] += 1
+        elif box[4] == "rare":
+            out["tp" if hit else "fn"] += 1
+        else:
+            out["fp" if hit else "tn"] += 1
+    return out
+
+
 def localization_counts(mask: np.ndarray, boxes: Iterable[Any], min_cover: float = 0.9) -> dict:
     """TP/FN (rare boxes) and FP/TN (common boxes) of one image's mask.
 
@@ -134,21 +152,11 @@ def localization_counts(mask: np.ndarray, boxes: Iterable[Any], min_cover: float
     if not 0.0 < min_cover <= 1.0:
         raise InputError(f"min_cover must be in (0, 1], got {min_cover}")
     m = m.astype(bool, copy=False)
-    out = {"tp": 0, "fn": 0, "fp": 0, "tn": 0, "outside": 0}
-    for b in boxes:
-        kind = _box(b)[4]
-        if kind not in ("rare", "common"):
-            raise InputError(f"box kind must be 'rare' or 'common', got {kind!r}")
-        cov = box_coverage(m, b)
-        if cov is None:
-            out["outside"] += 1
-            continue
-        hit = cov >= min_cover
-        if kind == "rare":
-            out["tp" if hit else "fn"] += 1
-        else:
-            out["fp" if hit else "tn"] += 1
-    return out
+
+    def covered(box):
+        cov = box_coverage(m, box)
+        return None if cov is None else cov >= min_cover
+    return _tally(boxes, covered)
 
 
 def detection_counts(peaks: np.ndarray, boxes: Iterable[Any]) -> dict:
@@ -157,17 +165,11 @@ def detection_counts(peaks: np.ndarray, boxes: Iterable[Any]) -> dict:
     object outlines (mosaics of cell crops), where the paper's 90%-cover rule would ask the
     mask to fill the crop's background too."""
     pk = np.asarray(peaks, dtype=np.float64).reshape(-1, 2)
-    out = {"tp": 0, "fn": 0, "fp": 0, "tn": 0}
-    for b in boxes:
-        x0, y0, x1, y1, kind = _box(b)
-        if kind not in ("rare", "common"):
-            raise InputError(f"box kind must be 'rare' or 'common', got {kind!r}")
-        hit = bool(np.any((pk[:, 0] >= y0) & (pk[:, 0] < y1) & (pk[:, 1] >= x0) & (pk[:, 1] < x1)))
-        if kind == "rare":
-            out["tp" if hit else "fn"] += 1
-        else:
-            out["fp" if hit else "tn"] += 1
-    return out
+
+    def contains_peak(box):
+        x0, y0, x1, y1, _ = box
+        return bool(np.any((pk[:, 0] >= y0) & (pk[:, 0] < y1) & (pk[:, 1] >= x0) & (pk[:, 1] < x1)))
+    return _tally(boxes, contains_peak)
 
 
 def localization_metrics(counts: Iterable[Mapping[str, int]], prefix: str = "localization") -> dict:
