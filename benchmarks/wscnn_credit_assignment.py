@@ -16,6 +16,7 @@ Same optimiser (AdamW 1e-3, weight decay 5e-4, constant LR), batch 50, flips onl
 seed. Prints accuracy per epoch and writes ``results/wscnn_credit_assignment.json``.
 
     python benchmarks/wscnn_credit_assignment.py [--epochs 4] [--modes instance,max,avg,top16]
+    python benchmarks/wscnn_credit_assignment.py --modes max --epochs 16 --name wscnn_credit_max_long
 """
 from __future__ import annotations
 
@@ -123,6 +124,7 @@ def main() -> None:
     ap.add_argument("--steps-per-epoch", type=int, default=26, help="26 = one pass over the 1334 images")
     ap.add_argument("--modes", default="instance,max,avg,top16")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="wscnn_credit_assignment", help="results/NAME.json")
     args = ap.parse_args()
     root = DATA / "sim-quarter"
     if not (root / "test").exists():
@@ -144,7 +146,7 @@ def main() -> None:
     rows = [[m] + [f"{r['val_accuracy']:.3f}" for r in c] for m, c in results.items()]
     print("\nvalidation accuracy (global max) after each epoch of", args.steps_per_epoch, "steps of 50")
     print(table(rows, ["training"] + [f"ep {i + 1}" for i in range(args.epochs)]))
-    save("wscnn_credit_assignment", {"benchmark": "wscnn_credit_assignment", "data": "quarter-size simulation "
+    save(args.name, {"benchmark": "wscnn_credit_assignment", "data": "quarter-size simulation "
                                      "(105x140, 3x4 grid, 8-12 objects, 1 circle per positive)",
                                      "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
                                      "curves": results})
