@@ -36,6 +36,8 @@ from napari_rarepheno.core.data.synthetic import SimConfig, simulate  # noqa: E4
 from napari_rarepheno.core.models import WSCNN, WSCNNConfig  # noqa: E402
 
 STRIDE, BEFORE, AFTER = 8, 12, 57  # unit y sees input rows 8y-12 .. 8y+57 (depth 4, conv2 3x3)
+# the 12 comes from the two pad-1 convolutions; the width and stride must be the model's own
+assert WSCNN(WSCNNConfig()).receptive_field() == (BEFORE + AFTER + 1, STRIDE)
 MARGIN = 16
 
 
