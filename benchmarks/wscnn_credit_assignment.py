@@ -10,13 +10,22 @@ it trains the WSCNN network for the same number of optimiser steps
 * ``max`` / ``avg`` / ``top16``: on the whole images with image labels only, pooling the
   class maps with the global max (the paper), the mean, or the mean of the 16 highest
   class-map units during training. Validation is always with the global max (the model
-  that would be shipped); ``val_train_pool`` is validation with the pooling trained with.
+  that would be shipped); ``val_train_pool`` is validation with the pooling trained with;
+* ``dense``: every class-map unit is trained with its image's label (what
+  ``TrainConfig.dense_warmup`` does in the trainer's first epochs); ``dense+max`` adds that
+  loss to the global-max loss.
+
+Accuracy at the argmax depends on how the two class maps happen to be calibrated, so every
+row also gives threshold-free AUCs on the validation images: of the paper head's margin
+max(map1) - max(map0) and of the best unit's margin max(map1 - map0). The ``instance``
+rows add the same three numbers for the crop-trained network applied to whole images.
 
 Same optimiser (AdamW 1e-3, weight decay 5e-4, constant LR), batch 50, flips only, same
 seed. Prints accuracy per epoch and writes ``results/wscnn_credit_assignment.json``.
 
     python benchmarks/wscnn_credit_assignment.py [--epochs 4] [--modes instance,max,avg,top16]
     python benchmarks/wscnn_credit_assignment.py --modes max --epochs 16 --name wscnn_credit_max_long
+    python benchmarks/wscnn_credit_assignment.py --modes dense,instance --name wscnn_credit_dense
 """
 from __future__ import annotations
 
@@ -64,7 +73,7 @@ def object_crops(s, x: torch.Tensor, root: Path, split: str, rng: np.random.Gene
 
 
 def pooled(maps: torch.Tensor, mode: str) -> torch.Tensor:
-    if mode in ("max", "instance"):
+    if mode in ("max", "instance", "dense", "dense+max"):
         return maps.amax(dim=(2, 3))
     if mode == "avg":
         return maps.mean(dim=(2, 3))
@@ -74,16 +83,31 @@ def pooled(maps: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(mode)
 
 
+def auc(score: torch.Tensor, y: torch.Tensor) -> float:
+    """Area under the ROC curve (ties count half): threshold-free, so it measures the ranking."""
+    pos, neg = score[y == 1], score[y == 0]
+    return float(((pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()).mean())
+
+
 @torch.no_grad()
-def accuracy(model, x, y, mode: str) -> float:
+def evaluate(model, x, y, mode: str) -> dict:
+    """Accuracy with the pooling ``mode``; AUC of the paper head's margin max(map1) - max(map0)
+    and of the best unit's own margin max(map1 - map0) (what a per-unit detector would use)."""
     model.eval()
-    out = torch.cat([pooled(model.class_maps(x[s:s + 100].contiguous(memory_format=torch.channels_last)), mode)
-                     for s in range(0, len(x), 100)])
+    maps = torch.cat([model.class_maps(x[s:s + 100].contiguous(memory_format=torch.channels_last))
+                      for s in range(0, len(x), 100)])
     model.train()
-    return float((out.argmax(1) == y).float().mean())
+    out = pooled(maps, mode)
+    head = maps[:, 1].amax((1, 2)) - maps[:, 0].amax((1, 2))
+    unit = (maps[:, 1] - maps[:, 0]).amax((1, 2))
+    return {"accuracy": float((out.argmax(1) == y).float().mean()), "auc_head": auc(head, y), "auc_unit": auc(unit, y)}
 
 
-def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int) -> list[dict]:
+def accuracy(model, x, y, mode: str) -> float:
+    return evaluate(model, x, y, mode)["accuracy"]
+
+
+def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, whole=None) -> list[dict]:
     torch.manual_seed(seed)
     model = WSCNN(WSCNNConfig()).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=5e-4)
@@ -97,22 +121,33 @@ def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int) -
             for dim in (-1, -2):
                 f = torch.rand(len(idx), generator=gen) < 0.5
                 xb[f] = xb[f].flip(dim)
-            out = pooled(model.class_maps(xb.contiguous(memory_format=torch.channels_last)), mode)
-            loss = F.cross_entropy(out, y[idx])
+            maps = model.class_maps(xb.contiguous(memory_format=torch.channels_last))
+            out = pooled(maps, mode)
+            loss = 0.0 if mode == "dense" else F.cross_entropy(out, y[idx])
+            if mode.startswith("dense"):  # every class-map unit gets its image's label
+                loss = loss + F.cross_entropy(maps, y[idx][:, None, None].expand(-1, *maps.shape[2:]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             correct += int((out.argmax(1) == y[idx]).sum())
             seen += len(idx)
+        ev = evaluate(model, xv, yv, "max")
         row = {"epoch": epoch + 1, "steps": step, "train_accuracy": correct / seen,
-               "val_accuracy": accuracy(model, xv, yv, "max"),
+               "val_accuracy": ev["accuracy"], "val_auc_head": ev["auc_head"], "val_auc_unit": ev["auc_unit"],
                "seconds": round(time.perf_counter() - t0, 1)}
-        if mode not in ("max", "instance"):
+        if whole is not None:  # the crop-trained detector applied to whole validation images
+            ew = evaluate(model, *whole, "max")
+            row.update(whole_val_accuracy=ew["accuracy"], whole_val_auc_head=ew["auc_head"],
+                       whole_val_auc_unit=ew["auc_unit"])
+        if mode not in ("max", "instance", "dense", "dense+max"):
             row["val_train_pool"] = accuracy(model, xv, yv, mode)
         print(f"  {mode:8s} epoch {epoch + 1}: {step} steps, train {row['train_accuracy']:.3f}, "
               f"val (max) {row['val_accuracy']:.3f}" +
               (f", val ({mode}) {row['val_train_pool']:.3f}" if "val_train_pool" in row else "") +
+              f", AUC head {row['val_auc_head']:.3f} unit {row['val_auc_unit']:.3f}" +
+              (f"; whole images: acc {row['whole_val_accuracy']:.3f} AUC head {row['whole_val_auc_head']:.3f}"
+               f" unit {row['whole_val_auc_unit']:.3f}" if whole is not None else "") +
               f" ({row['seconds']} s)", flush=True)
         curve.append(row)
     return curve
@@ -140,7 +175,8 @@ def main() -> None:
             xi, yi = object_crops(tr, x, root, "train", rng)
             xvi, yvi = object_crops(va, xv, root, "val", rng)
             print(f"[instance: {len(xi)} training crops, {len(xvi)} validation crops]")
-            results[mode] = run(mode, xi, yi, xvi, yvi, args.epochs, args.seed, args.steps_per_epoch)
+            results[mode] = run(mode, xi, yi, xvi, yvi, args.epochs, args.seed, args.steps_per_epoch,
+                                whole=(xv, yv))
         else:
             results[mode] = run(mode, x, y, xv, yv, args.epochs, args.seed, args.steps_per_epoch)
     rows = [[m] + [f"{r['val_accuracy']:.3f}" for r in c] for m, c in results.items()]
