@@ -11,9 +11,8 @@ it trains the WSCNN network for the same number of optimiser steps
   class maps with the global max (the paper), the mean, or the mean of the 16 highest
   class-map units during training. Validation is always with the global max (the model
   that would be shipped); ``val_train_pool`` is validation with the pooling trained with;
-* ``dense``: every class-map unit is trained with its image's label (what
-  ``TrainConfig.dense_warmup`` does in the trainer's first epochs); ``dense+max`` adds that
-  loss to the global-max loss.
+* ``dense``: every class-map unit is trained with its image's label (naive
+  multiple-instance learning); ``dense+max`` adds that loss to the global-max loss.
 
 Accuracy at the argmax depends on how the two class maps happen to be calibrated, so every
 row also gives threshold-free AUCs on the validation images: of the paper head's margin
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, save, table  # noqa: E402
@@ -83,12 +83,6 @@ def pooled(maps: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(mode)
 
 
-def auc(score: torch.Tensor, y: torch.Tensor) -> float:
-    """Area under the ROC curve (ties count half): threshold-free, so it measures the ranking."""
-    pos, neg = score[y == 1], score[y == 0]
-    return float(((pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()).mean())
-
-
 @torch.no_grad()
 def evaluate(model, x, y, mode: str) -> dict:
     """Accuracy with the pooling ``mode``; AUC of the paper head's margin max(map1) - max(map0)
@@ -100,11 +94,8 @@ def evaluate(model, x, y, mode: str) -> dict:
     out = pooled(maps, mode)
     head = maps[:, 1].amax((1, 2)) - maps[:, 0].amax((1, 2))
     unit = (maps[:, 1] - maps[:, 0]).amax((1, 2))
-    return {"accuracy": float((out.argmax(1) == y).float().mean()), "auc_head": auc(head, y), "auc_unit": auc(unit, y)}
-
-
-def accuracy(model, x, y, mode: str) -> float:
-    return evaluate(model, x, y, mode)["accuracy"]
+    return {"accuracy": float((out.argmax(1) == y).float().mean()),
+            "auc_head": float(roc_auc_score(y, head)), "auc_unit": float(roc_auc_score(y, unit))}
 
 
 def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, whole=None) -> list[dict]:
@@ -141,7 +132,7 @@ def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, w
             row.update(whole_val_accuracy=ew["accuracy"], whole_val_auc_head=ew["auc_head"],
                        whole_val_auc_unit=ew["auc_unit"])
         if mode not in ("max", "instance", "dense", "dense+max"):
-            row["val_train_pool"] = accuracy(model, xv, yv, mode)
+            row["val_train_pool"] = evaluate(model, xv, yv, mode)["accuracy"]
         print(f"  {mode:8s} epoch {epoch + 1}: {step} steps, train {row['train_accuracy']:.3f}, "
               f"val (max) {row['val_accuracy']:.3f}" +
               (f", val ({mode}) {row['val_train_pool']:.3f}" if "val_train_pool" in row else "") +
