@@ -12,7 +12,11 @@ it trains the WSCNN network for the same number of optimiser steps
   class-map units during training. Validation is always with the global max (the model
   that would be shipped); ``val_train_pool`` is validation with the pooling trained with;
 * ``dense``: every class-map unit is trained with its image's label (naive
-  multiple-instance learning); ``dense+max`` adds that loss to the global-max loss.
+  multiple-instance learning); ``dense+max`` adds that loss to the global-max loss;
+  ``softdense`` weights each positive image's units by the softmax of their own (detached)
+  margin, near-uniform at first and concentrating on the most positive windows as the
+  detector learns; ``negdense+max`` adds every unit of the negative images, as known
+  negatives, to the global-max loss.
 
 Accuracy at the argmax depends on how the two class maps happen to be calibrated, so every
 row also gives threshold-free AUCs on the validation images: of the paper head's margin
@@ -25,6 +29,7 @@ seed. Prints accuracy per epoch and writes ``results/wscnn_credit_assignment.jso
     python benchmarks/wscnn_credit_assignment.py [--epochs 4] [--modes instance,max,avg,top16]
     python benchmarks/wscnn_credit_assignment.py --modes max --epochs 16 --name wscnn_credit_max_long
     python benchmarks/wscnn_credit_assignment.py --modes dense,instance --name wscnn_credit_dense
+    python benchmarks/wscnn_credit_assignment.py --modes softdense,negdense+max --epochs 6 --name wscnn_credit_softdense
 """
 from __future__ import annotations
 
@@ -73,7 +78,7 @@ def object_crops(s, x: torch.Tensor, root: Path, split: str, rng: np.random.Gene
 
 
 def pooled(maps: torch.Tensor, mode: str) -> torch.Tensor:
-    if mode in ("max", "instance", "dense", "dense+max"):
+    if mode in ("max", "instance", "dense", "dense+max", "softdense", "negdense+max"):
         return maps.amax(dim=(2, 3))
     if mode == "avg":
         return maps.mean(dim=(2, 3))
@@ -114,9 +119,19 @@ def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, w
                 xb[f] = xb[f].flip(dim)
             maps = model.class_maps(xb.contiguous(memory_format=torch.channels_last))
             out = pooled(maps, mode)
-            loss = 0.0 if mode == "dense" else F.cross_entropy(out, y[idx])
+            loss = 0.0 if mode in ("dense", "softdense") else F.cross_entropy(out, y[idx])
+            per_unit = F.cross_entropy(maps, y[idx][:, None, None].expand(-1, *maps.shape[2:]), reduction="none")
             if mode.startswith("dense"):  # every class-map unit gets its image's label
-                loss = loss + F.cross_entropy(maps, y[idx][:, None, None].expand(-1, *maps.shape[2:]))
+                loss = loss + per_unit.mean()
+            elif mode == "negdense+max":  # every unit of a negative image is a known negative
+                loss = loss + per_unit[y[idx] == 0].mean() / 2
+            elif mode == "softdense":
+                # negatives: every unit; positives: units weighted by the softmax of their own
+                # margin (detached), near-uniform while the detector is untrained, concentrating
+                # on the most positive windows as it learns (dense -> max, self-annealing)
+                pos = y[idx] == 1
+                w = torch.softmax((maps[pos, 1] - maps[pos, 0]).flatten(1).detach(), 1)
+                loss = (per_unit[~pos].flatten(1).mean(1).sum() + (w * per_unit[pos].flatten(1)).sum(1).sum()) / len(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -131,7 +146,7 @@ def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, w
             ew = evaluate(model, *whole, "max")
             row.update(whole_val_accuracy=ew["accuracy"], whole_val_auc_head=ew["auc_head"],
                        whole_val_auc_unit=ew["auc_unit"])
-        if mode not in ("max", "instance", "dense", "dense+max"):
+        if mode not in ("max", "instance", "dense", "dense+max", "softdense", "negdense+max"):
             row["val_train_pool"] = evaluate(model, xv, yv, mode)["accuracy"]
         print(f"  {mode:8s} epoch {epoch + 1}: {step} steps, train {row['train_accuracy']:.3f}, "
               f"val (max) {row['val_accuracy']:.3f}" +
