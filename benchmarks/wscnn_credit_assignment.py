@@ -77,8 +77,12 @@ def object_crops(s, x: torch.Tensor, root: Path, split: str, rng: np.random.Gene
     return xs, torch.tensor([lab for _, lab in items])
 
 
+# modes whose pooling is the global max (the rest pool differently during training)
+MAX_POOLED = ("max", "instance", "dense", "dense+max", "softdense", "negdense+max")
+
+
 def pooled(maps: torch.Tensor, mode: str) -> torch.Tensor:
-    if mode in ("max", "instance", "dense", "dense+max", "softdense", "negdense+max"):
+    if mode in MAX_POOLED:
         return maps.amax(dim=(2, 3))
     if mode == "avg":
         return maps.mean(dim=(2, 3))
@@ -103,6 +107,25 @@ def evaluate(model, x, y, mode: str) -> dict:
             "auc_head": float(roc_auc_score(y, head)), "auc_unit": float(roc_auc_score(y, unit))}
 
 
+def training_loss(maps: torch.Tensor, out: torch.Tensor, y: torch.Tensor, mode: str) -> torch.Tensor:
+    """Cross-entropy of the pooled scores ``out`` and/or of every class-map unit against its
+    image's label, as the mode says (see the module docstring)."""
+    loss = 0.0 if mode in ("dense", "softdense") else F.cross_entropy(out, y)
+    per_unit = F.cross_entropy(maps, y[:, None, None].expand(-1, *maps.shape[2:]), reduction="none")
+    if mode.startswith("dense"):  # every class-map unit gets its image's label
+        loss = loss + per_unit.mean()
+    elif mode == "negdense+max":  # every unit of a negative image is a known negative (half weight)
+        loss = loss + per_unit[y == 0].mean() / 2
+    elif mode == "softdense":
+        # negatives: every unit; positives: units weighted by the softmax of their own margin
+        # (detached), near-uniform while the detector is untrained, concentrating on the most
+        # positive windows as it learns (dense -> max, self-annealing)
+        pos = y == 1
+        w = torch.softmax((maps[pos, 1] - maps[pos, 0]).flatten(1).detach(), 1)
+        loss = (per_unit[~pos].flatten(1).mean(1).sum() + (w * per_unit[pos].flatten(1)).sum(1).sum()) / len(y)
+    return loss
+
+
 def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, whole=None) -> list[dict]:
     torch.manual_seed(seed)
     model = WSCNN(WSCNNConfig()).to(memory_format=torch.channels_last)
@@ -119,19 +142,7 @@ def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, w
                 xb[f] = xb[f].flip(dim)
             maps = model.class_maps(xb.contiguous(memory_format=torch.channels_last))
             out = pooled(maps, mode)
-            loss = 0.0 if mode in ("dense", "softdense") else F.cross_entropy(out, y[idx])
-            per_unit = F.cross_entropy(maps, y[idx][:, None, None].expand(-1, *maps.shape[2:]), reduction="none")
-            if mode.startswith("dense"):  # every class-map unit gets its image's label
-                loss = loss + per_unit.mean()
-            elif mode == "negdense+max":  # every unit of a negative image is a known negative
-                loss = loss + per_unit[y[idx] == 0].mean() / 2
-            elif mode == "softdense":
-                # negatives: every unit; positives: units weighted by the softmax of their own
-                # margin (detached), near-uniform while the detector is untrained, concentrating
-                # on the most positive windows as it learns (dense -> max, self-annealing)
-                pos = y[idx] == 1
-                w = torch.softmax((maps[pos, 1] - maps[pos, 0]).flatten(1).detach(), 1)
-                loss = (per_unit[~pos].flatten(1).mean(1).sum() + (w * per_unit[pos].flatten(1)).sum(1).sum()) / len(idx)
+            loss = training_loss(maps, out, y[idx], mode)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -146,7 +157,7 @@ def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, w
             ew = evaluate(model, *whole, "max")
             row.update(whole_val_accuracy=ew["accuracy"], whole_val_auc_head=ew["auc_head"],
                        whole_val_auc_unit=ew["auc_unit"])
-        if mode not in ("max", "instance", "dense", "dense+max", "softdense", "negdense+max"):
+        if mode not in MAX_POOLED:
             row["val_train_pool"] = evaluate(model, xv, yv, mode)["accuracy"]
         print(f"  {mode:8s} epoch {epoch + 1}: {step} steps, train {row['train_accuracy']:.3f}, "
               f"val (max) {row['val_accuracy']:.3f}" +
