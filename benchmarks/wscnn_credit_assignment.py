@@ -16,7 +16,8 @@ it trains the WSCNN network for the same number of optimiser steps
   ``softdense`` weights each positive image's units by the softmax of their own (detached)
   margin, near-uniform at first and concentrating on the most positive windows as the
   detector learns; ``negdense+max`` adds every unit of the negative images, as known
-  negatives, to the global-max loss.
+  negatives, to the global-max loss; ``dense>max`` is ``dense`` for the first ``--switch``
+  steps (a warm-up), then the paper's ``max``.
 
 Accuracy at the argmax depends on how the two class maps happen to be calibrated, so every
 row also gives threshold-free AUCs on the validation images: of the paper head's margin
@@ -78,7 +79,7 @@ def object_crops(s, x: torch.Tensor, root: Path, split: str, rng: np.random.Gene
 
 
 # modes whose pooling is the global max (the rest pool differently during training)
-MAX_POOLED = ("max", "instance", "dense", "dense+max", "softdense", "negdense+max")
+MAX_POOLED = ("max", "instance", "dense", "dense+max", "softdense", "negdense+max", "dense>max")
 
 
 def pooled(maps: torch.Tensor, mode: str) -> torch.Tensor:
@@ -107,9 +108,13 @@ def evaluate(model, x, y, mode: str) -> dict:
             "auc_head": float(roc_auc_score(y, head)), "auc_unit": float(roc_auc_score(y, unit))}
 
 
-def training_loss(maps: torch.Tensor, out: torch.Tensor, y: torch.Tensor, mode: str) -> torch.Tensor:
+def training_loss(maps: torch.Tensor, out: torch.Tensor, y: torch.Tensor, mode: str,
+                  step: int = 0, switch: int = 0) -> torch.Tensor:
     """Cross-entropy of the pooled scores ``out`` and/or of every class-map unit against its
-    image's label, as the mode says (see the module docstring)."""
+    image's label, as the mode says (see the module docstring); ``dense>max`` is ``dense``
+    for the first ``switch`` steps, then ``max``."""
+    if mode == "dense>max":
+        mode = "dense" if step < switch else "max"
     loss = 0.0 if mode in ("dense", "softdense") else F.cross_entropy(out, y)
     per_unit = F.cross_entropy(maps, y[:, None, None].expand(-1, *maps.shape[2:]), reduction="none")
     if mode.startswith("dense"):  # every class-map unit gets its image's label
@@ -126,7 +131,8 @@ def training_loss(maps: torch.Tensor, out: torch.Tensor, y: torch.Tensor, mode: 
     return loss
 
 
-def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, whole=None) -> list[dict]:
+def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, whole=None,
+        switch: int = 0) -> list[dict]:
     torch.manual_seed(seed)
     model = WSCNN(WSCNNConfig()).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=5e-4)
@@ -142,7 +148,7 @@ def run(mode: str, x, y, xv, yv, epochs: int, seed: int, steps_per_epoch: int, w
                 xb[f] = xb[f].flip(dim)
             maps = model.class_maps(xb.contiguous(memory_format=torch.channels_last))
             out = pooled(maps, mode)
-            loss = training_loss(maps, out, y[idx], mode)
+            loss = training_loss(maps, out, y[idx], mode, step, switch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -177,6 +183,7 @@ def main() -> None:
     ap.add_argument("--modes", default="instance,max,avg,top16")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="wscnn_credit_assignment", help="results/NAME.json")
+    ap.add_argument("--switch", type=int, default=78, help="dense>max: steps of dense loss before max")
     args = ap.parse_args()
     root = DATA / "sim-quarter"
     if not (root / "test").exists():
@@ -195,7 +202,8 @@ def main() -> None:
             results[mode] = run(mode, xi, yi, xvi, yvi, args.epochs, args.seed, args.steps_per_epoch,
                                 whole=(xv, yv))
         else:
-            results[mode] = run(mode, x, y, xv, yv, args.epochs, args.seed, args.steps_per_epoch)
+            results[mode] = run(mode, x, y, xv, yv, args.epochs, args.seed, args.steps_per_epoch,
+                                switch=args.switch)
     rows = [[m] + [f"{r['val_accuracy']:.3f}" for r in c] for m, c in results.items()]
     print("\nvalidation accuracy (global max) after each epoch of", args.steps_per_epoch, "steps of 50")
     print(table(rows, ["training"] + [f"ep {i + 1}" for i in range(args.epochs)]))
