@@ -109,6 +109,15 @@ def test_cells_predict_and_explore(work, tmp_path):
         {p.name for p in (tmp_path / "ex").iterdir()}
 
 
+def test_segmentation_options_refused_for_deepyeast(work, tmp_path, capsys):
+    root, model = work
+    with pytest.raises(SystemExit) as e:
+        run("evaluate", model, root / "test", "--sigma", 2)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--sigma" in err and "DeepYeast" in err
+
+
 def test_bad_input_is_one_line_error(work, tmp_path, capsys):
     root, model = work
     with pytest.raises(SystemExit) as e:

@@ -68,6 +68,34 @@ def test_predict_outputs_and_resume(tiny):
     assert len(list(csv.DictReader(open(out / "predictions.csv")))) == 8
 
 
+def test_segmentation_options_reach_evaluate_and_predict(tiny):
+    """--sigma/--threshold/... are the dock's sliders for batch work: evaluate records what it
+    used, and an absolute threshold no saliency reaches leaves every mask empty."""
+    root, data, model = tiny
+    out = root / "metrics_seg.json"
+    assert main(["evaluate", str(model), str(data / "test"), "--json", str(out), "--quiet", "--sigma", "1.5",
+                 "--threshold", "0.4", "--min-distance", "9", "--min-area", "0"]) == 0
+    seg = json.loads(out.read_text())["segmentation"]
+    assert seg == {"sigma": 1.5, "threshold": 0.4, "threshold_mode": "relative", "min_distance": 9, "min_area": 0}
+    pred = root / "pred_none"
+    assert main(["predict", str(model), str(data / "test" / "positive"), "--out", str(pred), "--quiet",
+                 "--threshold-mode", "absolute", "--threshold", "1e9"]) == 0
+    rows = list(csv.DictReader(open(pred / "predictions.csv")))
+    assert len(rows) == 4 and all(int(r["n_objects"]) == 0 for r in rows)
+    assert all(not tifffile.imread(pred / f"{r['name']}_mask.tif").any() for r in rows)
+
+
+def test_bad_segmentation_option_fails_before_writing(tiny, capsys):
+    root, data, model = tiny
+    out = root / "pred_bad"
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(model), str(data / "test" / "positive"), "--out", str(out), "--threshold", "2"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rarepheno: error:") and "relative threshold" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "wscnn", str(tmp_path / "nope"), "--out", str(tmp_path / "m.safetensors")])

@@ -158,6 +158,40 @@ def add_channel_args(p) -> None:
     p.add_argument("--channels", default=None, help="channels to use, in order, e.g. 0,1 (default: all)")
 
 
+_SEGMENTATION_ARGS = ("sigma", "threshold", "threshold_mode", "min_distance", "min_area")
+
+
+def add_segmentation_args(p) -> None:
+    """Saliency -> objects settings (``core.segment.SaliencyConfig``), the same knobs as the
+    WSCNN dock's sliders, so objects tuned there can be reproduced in batch."""
+    from ..core.segment import THRESHOLD_MODES, SaliencyConfig  # numpy only
+
+    d = SaliencyConfig()
+    g = p.add_argument_group("object segmentation, WSCNN models (the same settings as the dock's sliders)")
+    g.add_argument("--sigma", type=float, default=None, help=f"saliency smoothing in px (default {d.sigma:g})")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="object threshold: with the relative mode a fraction of the image's maximum saliency "
+                   f"(default {d.threshold:g}), with the absolute mode a saliency value")
+    g.add_argument("--threshold-mode", choices=THRESHOLD_MODES, default=None,
+                   help=f"how --threshold is read (default {d.threshold_mode})")
+    g.add_argument("--min-distance", type=int, default=None,
+                   help=f"px between object centres (default {d.min_distance})")
+    g.add_argument("--min-area", type=int, default=None, help=f"smaller objects are dropped, px (default {d.min_area})")
+
+
+def segmentation_args_given(args) -> list[str]:
+    return ["--" + k.replace("_", "-") for k in _SEGMENTATION_ARGS if getattr(args, k, None) is not None]
+
+
+def saliency_config_from_args(args):
+    """The SaliencyConfig the segmentation options ask for, checked before any work starts."""
+    from ..core.segment import SaliencyConfig
+
+    cfg = SaliencyConfig(**{k: getattr(args, k) for k in _SEGMENTATION_ARGS if getattr(args, k, None) is not None})
+    cfg.validate()
+    return cfg
+
+
 def train_config_from_args(args):
     """The validated :class:`TrainConfig` of a ``train`` command.
 

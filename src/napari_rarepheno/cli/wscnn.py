@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import (add_channel_args, add_train_args, count_bar, ctrl_c_cancels, train_config_from_args,
-                     write_json, TrainBar)
+from .common import (add_channel_args, add_segmentation_args, add_train_args, count_bar, ctrl_c_cancels,
+                     saliency_config_from_args, segmentation_args_given, train_config_from_args, write_json, TrainBar)
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -55,6 +55,15 @@ def cmd_train_wscnn(args) -> int:
     return 130 if res.cancelled else 0
 
 
+def _no_segmentation_args(args, command: str) -> None:
+    from ..core.errors import InputError
+
+    given = segmentation_args_given(args)
+    if given:
+        raise InputError(f"{', '.join(given)}: object segmentation applies to WSCNN models; "
+                         f"{args.model} is a DeepYeast model ({command} classifies its cells)")
+
+
 def cmd_evaluate(args) -> int:
     from ..core.data.folders import parse_channels
     from ..core.modelfile import read_meta
@@ -67,13 +76,14 @@ def cmd_evaluate(args) -> int:
         from ..core.wscnn import evaluate_wscnn
 
         res = evaluate_wscnn(args.model, args.test, device=args.device, progress=count_bar("evaluating", args.quiet),
-                             channels=parse_channels(args.channels))
+                             channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args))
         if not args.per_image:
             for k in ("probabilities", "images", "labels"):
                 res.pop(k, None)
     else:
         from ..core.deepyeast import evaluate_deepyeast
 
+        _no_segmentation_args(args, "evaluate")
         res = evaluate_deepyeast(args.model, args.test, device=args.device, args=args)
     write_json(args.json, res)
     return 0
@@ -89,10 +99,12 @@ def cmd_predict(args) -> int:
 
         predict_wscnn_files(args.model, [Path(p) for p in args.inputs], Path(args.out), device=args.device,
                             tile=args.tile, overwrite=args.overwrite, resume=args.resume,
+                            saliency_config=saliency_config_from_args(args),
                             channels=parse_channels(args.channels), progress=count_bar("predicting", args.quiet))
     else:
         from ..core.deepyeast import predict_deepyeast_cli
 
+        _no_segmentation_args(args, "predict")
         predict_deepyeast_cli(args)
     print(f"wrote {args.out}/predictions.csv", file=sys.stderr)
     return 0
@@ -144,6 +156,7 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--per-image", action="store_true", help="include per-image probabilities")
     p.add_argument("--quiet", action="store_true")
     add_channel_args(p)
+    add_segmentation_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict images/folders; writes predictions.csv, saliency and masks")
@@ -156,6 +169,7 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--resume", action="store_true", help="skip images already in predictions.csv")
     p.add_argument("--quiet", action="store_true")
     add_channel_args(p)
+    add_segmentation_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("info", help="print a model file's metadata")

@@ -5,7 +5,7 @@ The folder contract is ``DATA/{train,val,test}/{negative,positive}/*`` with opti
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -187,6 +187,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
     if want_loc:
         out.update(localization_metrics(counts))
         out.update(localization_metrics(hits, prefix="detection"))  # a detected peak inside the box
+        out["segmentation"] = asdict(scfg)  # the settings behind these numbers
     out["probabilities"] = probs[:, 1].tolist()
     out["images"] = [data.relpath(i) for i in range(len(data))]
     out["labels"] = data.labels.tolist()
