@@ -37,7 +37,8 @@ def ensure_sim(name: str, n_per_class: int, rare: float, seed: int):
     return out
 
 
-def train(data, out, head: str, epochs: int, recipe: str, channels=None, conv2_kernel=3, depth=4, seed=0, watch=None):
+def train(data, out, head: str, epochs: int, recipe: str, channels=None, conv2_kernel=3, depth=4, seed=0, watch=None,
+          lr=None):
     from napari_rarepheno.core.train import TrainConfig
     from napari_rarepheno.core.wscnn import WSCNNOptions, train_wscnn
 
@@ -50,7 +51,7 @@ def train(data, out, head: str, epochs: int, recipe: str, channels=None, conv2_k
     opts = WSCNNOptions(depth=depth, head=head, conv2_kernel=conv2_kernel, channels=channels)
     if watch is not None:
         watch.then, cb = cb, watch
-    res = train_wscnn(data, out, opts, TrainConfig(epochs=epochs, recipe=recipe, seed=seed), callback=cb)
+    res = train_wscnn(data, out, opts, TrainConfig(epochs=epochs, recipe=recipe, seed=seed, lr=lr), callback=cb)
     return res
 
 
@@ -102,10 +103,16 @@ def tune_segmentation(model, val_dir, metric: str = "localization", **fixed) -> 
     return best, grid
 
 
+def _lr_suffix(args) -> str:
+    return f"_lr{args.lr:g}" if args.lr is not None else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--recipe", default="fast", choices=["fast", "paper"])
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's); the "
+                    "results file gets an _lrVALUE suffix")
     ap.add_argument("--epochs-max", type=int, default=None)
     ap.add_argument("--epochs-ablation", type=int, default=None)
     ap.add_argument("--skip-mitosis", action="store_true")
@@ -125,14 +132,14 @@ def main() -> None:
     if args.only_mitosis:
         res = {"mitosis": mitosis(args, times), "times_s": times, "total_s": time.perf_counter() - t_all}
         print(f"\ntotal wall time {res['total_s'] / 60:.1f} min")
-        save("wscnn_mitosis" + ("_quick" if args.quick else ""), res)
+        save("wscnn_mitosis" + ("_quick" if args.quick else "") + _lr_suffix(args), res)
         return
     with timed("simulate", times):
         sim1 = ensure_sim("sim1" + ("-quick" if args.quick else ""), n, 0.1, 0)
         sim2 = ensure_sim("sim2" + ("-quick" if args.quick else ""), n, 0.2, 1)
     models = DATA / "models"
     res: dict = {"settings": {"n_per_class": n, "epochs_max": e_max, "epochs_ablation": e_abl,
-                              "recipe": args.recipe}}
+                              "recipe": args.recipe, "lr": args.lr}}
     t1 = {}
     from time_to_accuracy import Stopwatch
     # time-to-accuracy as a by-product of the max-head run: after each new best model (the
@@ -143,7 +150,7 @@ def main() -> None:
         path = models / f"sim1-{head}.safetensors"
         if not (args.reuse_models and path.exists()):
             with timed(f"train {head}", times):
-                train(sim1, path, head, epochs, args.recipe, watch=watch if head == "max" else None)
+                train(sim1, path, head, epochs, args.recipe, watch=watch if head == "max" else None, lr=args.lr)
         with timed(f"evaluate {head}", times):
             ev = evaluate_wscnn(path, sim1 / "test", localization=(head == "max"))
         t1[head] = ev
@@ -183,7 +190,7 @@ def main() -> None:
     res["times_s"] = times
     res["total_s"] = time.perf_counter() - t_all
     print(f"\ntotal wall time {res['total_s'] / 60:.1f} min")
-    save("wscnn_tables" + ("_quick" if args.quick else ""), res)
+    save("wscnn_tables" + ("_quick" if args.quick else "") + _lr_suffix(args), res)
 
 
 def mitosis(args, times) -> dict:
@@ -201,7 +208,7 @@ def mitosis(args, times) -> dict:
     path = DATA / "models" / ("mitosis" + ("-quick" if args.quick else "") + ".safetensors")
     if not (args.reuse_models and path.exists()):
         with timed("train mitosis", times):
-            train(out, path, "max", epochs, args.recipe, channels=[0, 1], conv2_kernel=7)
+            train(out, path, "max", epochs, args.recipe, channels=[0, 1], conv2_kernel=7, lr=args.lr)
     # the mosaic's boxes are whole 64-px crops: the paper's rule (mask covers >= 90% of the
     # box) would need the crop's background segmented too, so the fair score is detection (a
     # saliency peak inside the crop); smoothing and threshold chosen on the val mosaics, peaks
@@ -222,7 +229,7 @@ def mitosis(args, times) -> dict:
     print("paper, real multinucleate-cell data (Table 2): accuracy 90.27% (4 layers), 91.89% (6 layers)")
     print("det.: a mitotic crop is found when a saliency peak lies in it; precision counts peaks in interphase crops")
     return {"split": summary.get("split", summary) if isinstance(summary, dict) else str(summary),
-            "epochs": epochs, "n_per_class": n,
+            "epochs": epochs, "n_per_class": n, "lr": args.lr,
             **{k: ev[k] for k in ev if k not in ("probabilities", "images", "labels")},
             "detection_tuned": {"sigma": cfg.sigma, "threshold": cfg.threshold, "min_distance": cfg.min_distance,
                                 **tuned, "val_grid": grid}}
