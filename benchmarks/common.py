@@ -46,6 +46,20 @@ def save(name: str, result: dict) -> Path:
     return path
 
 
+def positives_with_boxes(model, split_dir: Path, limit: int | None = None):
+    """A split's positive images (at most ``limit``) and their objects.csv boxes, for the
+    localisation benchmarks: ``(loaded model, images (N, C, H, W), [[Box, ...] per image])``."""
+    from napari_rarepheno.core.data.folders import load_wscnn_split
+    from napari_rarepheno.core.data.objects import read_objects
+    from napari_rarepheno.core.wscnn import as_loaded
+
+    lm = as_loaded(model)
+    data = load_wscnn_split(split_dir, lm.meta.channels, lm.model.min_input_size)
+    pos = [i for i in range(len(data)) if data.labels[i] == 1][:limit]
+    boxes = read_objects(split_dir / "objects.csv", {data.relpath(i): data.images.shape[2:] for i in range(len(data))})
+    return lm, data.images[pos], [boxes.get(data.relpath(i), []) for i in pos]
+
+
 @contextmanager
 def timed(label: str, store: dict | None = None):
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA, save
+from common import DATA, positives_with_boxes, save
 
 
 def auc(pos, neg) -> float:
@@ -30,29 +30,22 @@ def auc(pos, neg) -> float:
 
 def maps_of_positives(model, split_dir: Path, limit: int):
     import torch
-    from napari_rarepheno.core.data.folders import load_wscnn_split
-    from napari_rarepheno.core.data.objects import read_objects
     from napari_rarepheno.core.predict import _norm, _to_input, inference_model, positive_index
     from napari_rarepheno.core.saliency import maps_and_saliency, unit_geometry, upsample_maps
-    from napari_rarepheno.core.wscnn import as_loaded
 
-    lm = as_loaded(model)
-    data = load_wscnn_split(split_dir, lm.meta.channels, lm.model.min_input_size)
-    pos = [i for i in range(len(data)) if data.labels[i] == 1][:limit]
-    shapes = {data.relpath(i): data.images.shape[2:] for i in range(len(data))}
-    boxes = read_objects(split_dir / "objects.csv", shapes)
+    lm, images, boxes = positives_with_boxes(model, split_dir, limit)
     net, nrm, dev = inference_model(lm, torch.device("cpu")), _norm(lm, None), torch.device("cpu")
     off, st = unit_geometry(lm.model)
     t = positive_index(lm.meta.class_names)
-    H, W = data.images.shape[2:]
+    H, W = images.shape[2:]
     sal, cam = [], []
-    for s in range(0, len(pos), 8):
-        x = _to_input(data.images[pos[s:s + 8]], nrm, dev)
+    for s in range(0, len(images), 8):
+        x = _to_input(images[s:s + 8], nrm, dev)
         maps, g = maps_and_saliency(net, x, t, "map")
         cam.append(upsample_maps(maps.float(), (H, W), off, st).numpy())
         sal.append(g.numpy())
     return (np.concatenate(sal), np.concatenate(cam), t,
-            [[(b.x0, b.y0, b.x1, b.y1, b.kind) for b in boxes.get(data.relpath(i), [])] for i in pos])
+            [[(b.x0, b.y0, b.x1, b.y1, b.kind) for b in bb] for bb in boxes])
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import DATA, MITOSIS, save, table, timed
+from common import DATA, MITOSIS, positives_with_boxes, save, table, timed
 
 PAPER_T1 = {"max": (0.9962, 0.9926, 0.9992), "avg": (0.5103, 0.0219, 0.0145), "fc": (0.8673, 0.9940, 0.7460),
             "max@sim2": (0.995, 0.992, 0.997)}
@@ -58,17 +58,11 @@ def train(data, out, head: str, epochs: int, recipe: str, channels=None, conv2_k
 def saliency_of_positives(model, split_dir):
     """Saliency maps of the positive images of a split and their ground-truth boxes (one
     network pass each; the segmentation settings can then be swept for free)."""
-    from napari_rarepheno.core.data.folders import load_wscnn_split
-    from napari_rarepheno.core.data.objects import read_objects
     from napari_rarepheno.core.predict import saliency_batch
-    from napari_rarepheno.core.wscnn import as_loaded
 
-    lm = as_loaded(model)
-    data = load_wscnn_split(split_dir, lm.meta.channels, lm.model.min_input_size)
-    pos = [i for i in range(len(data)) if data.labels[i] == 1]
-    boxes = read_objects(split_dir / "objects.csv", {data.relpath(i): data.images.shape[2:] for i in range(len(data))})
-    _, sal = saliency_batch(lm, data.images[pos], device="cpu")
-    return sal, [boxes.get(data.relpath(i), []) for i in pos]
+    lm, images, boxes = positives_with_boxes(model, split_dir)
+    _, sal = saliency_batch(lm, images, device="cpu")
+    return sal, boxes
 
 
 def localize(sal, boxes, cfg, metric: str = "localization") -> dict:
