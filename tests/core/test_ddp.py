@@ -69,7 +69,11 @@ def worker(model_out: Path, result_dir: Path) -> None:
     data, val = blob_set(), blob_set(seed=1)
     cfg = WSCNNConfig(in_channels=1)
     meta = ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"])
-    tc = train_mod.TrainConfig(epochs=EPOCHS, batch_size=8, seed=3, device="cpu", precision="fp32")
+    # lr pinned: the tolerances above were measured at 1e-3. At the WSCNN recipe's 3e-4 one
+    # batch-norm bias ended 5.6e-3 apart (relative): its norm stays small while AdamW's
+    # normalised steps do not shrink with the gradient, so summation-order noise weighs more.
+    # Still >100x below a real divergence, but outside the margin measured here.
+    tc = train_mod.TrainConfig(epochs=EPOCHS, batch_size=8, seed=3, device="cpu", precision="fp32", lr=1e-3)
     torch.manual_seed(3)
     trainer = train_mod.Trainer(WSCNN(cfg), meta, tc, AugmentConfig(), Normalization.fit(data.images),
                                 out=model_out)
