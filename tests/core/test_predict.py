@@ -8,8 +8,8 @@ import torch
 from napari_rarepheno.core.errors import Cancelled, InputError
 from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta, load_model, save_model
 from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
-from napari_rarepheno.core.predict import (classify_batch, default_overlap, min_overlap, owned_units, plan_tiles,
-                                           predict_wscnn, saliency_batch)
+from napari_rarepheno.core.predict import (border_margin, classify_batch, default_overlap, min_overlap, owned_units,
+                                           pad_border, plan_tiles, predict_wscnn, saliency_batch)
 from napari_rarepheno.core.progress import CancelToken
 
 
@@ -47,9 +47,9 @@ def test_untiled_prediction_shapes(untiled, big_image):
     assert p.class_maps.shape == (2, 600, 700) and p.class_maps.dtype == np.float32
     assert p.saliency.shape == (600, 700) and p.saliency.dtype == np.float32
     assert p.class_names == ["negative", "positive"] and p.predicted in p.class_names and p.n_tiles == 1
-    # probabilities agree with the plain forward pass
+    # probabilities agree with the plain forward pass of the image with its border margin
     with torch.no_grad():
-        x = (torch.from_numpy(big_image)[None] - 0.4) / 0.2
+        x = (torch.from_numpy(pad_border(big_image, border_margin(lm)))[None] - 0.4) / 0.2
         ref = torch.softmax(lm.model(x), 1)[0].numpy()
     np.testing.assert_allclose(p.probabilities, ref, atol=1e-6)
 
@@ -155,3 +155,21 @@ def test_batches_match_single_images(tmp_path):
     with pytest.raises(InputError, match="minimum input"):
         saliency_batch(lm, np.zeros((2, 1, 30, 96), np.float32))
     assert all(p.grad is None for p in lm.model.parameters())
+
+
+def test_border_margin_and_padding():
+    """Half the receptive field of background around the image (the outermost class-map units
+    would otherwise sit 22.5 px inside it); none for heads that see the whole image at once."""
+    lm = random_wscnn()
+    assert border_margin(lm) == lm.model.receptive_field()[0] // 2 == 35
+    assert border_margin(random_wscnn(head="avg")) == 0
+    fc = WSCNN(WSCNNConfig(in_channels=1, widths=(4, 4, 4), head="fc", input_size=(64, 64)))
+    assert border_margin(LoadedModel(fc, ModelMeta("wscnn", config_to_dict(fc.config), ["negative", "positive"]))) == 0
+    img = np.full((2, 2, 20, 30), 0.2, np.float32)
+    img[:, 1] = 0.7
+    img[0, 0, 5:8, 5:8] = 1.0
+    out = pad_border(img, 4)
+    assert out.shape == (2, 2, 28, 38) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[..., 4:-4, 4:-4], img)
+    assert np.all(out[:, 0, :4] == 0.2) and np.all(out[:, 1, :, -4:] == 0.7)  # the median per image and channel
+    assert pad_border(img, 0) is img
