@@ -30,20 +30,22 @@ def auc(pos, neg) -> float:
 
 def maps_of_positives(model, split_dir: Path, limit: int):
     import torch
-    from napari_rarepheno.core.predict import _norm, _to_input, inference_model, positive_index
+    from napari_rarepheno.core.predict import (_crop, _norm, _to_input, border_margin, inference_model, pad_border,
+                                               positive_index)
     from napari_rarepheno.core.saliency import maps_and_saliency, unit_geometry, upsample_maps
 
     lm, images, boxes = positives_with_boxes(model, split_dir, limit)
     net, nrm, dev = inference_model(lm, torch.device("cpu")), _norm(lm, None), torch.device("cpu")
     off, st = unit_geometry(lm.model)
     t = positive_index(lm.meta.class_names)
-    H, W = images.shape[2:]
+    margin = border_margin(lm)  # as prediction does
+    H, W = (n + 2 * margin for n in images.shape[2:])
     sal, cam = [], []
     for s in range(0, len(images), 8):
-        x = _to_input(images[s:s + 8], nrm, dev)
+        x = _to_input(pad_border(images[s:s + 8], margin), nrm, dev)
         maps, g = maps_and_saliency(net, x, t, "map")
-        cam.append(upsample_maps(maps.float(), (H, W), off, st).numpy())
-        sal.append(g.numpy())
+        cam.append(_crop(upsample_maps(maps.float(), (H, W), off, st).numpy(), margin))
+        sal.append(_crop(g.numpy(), margin))
     return (np.concatenate(sal), np.concatenate(cam), t,
             [[(b.x0, b.y0, b.x1, b.y1, b.kind) for b in bb] for bb in boxes])
 
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("--split", default=str(DATA / "sim1" / "val"))
     ap.add_argument("--limit", type=int, default=200, help="positive images to use")
+    ap.add_argument("--name", default="wscnn_box_ranking", help="results file name (without .json)")
     args = ap.parse_args()
     from scipy import ndimage as ndi
     from napari_rarepheno.core.metrics import localization_counts, localization_metrics
@@ -92,7 +95,7 @@ def main() -> None:
         res[f"best_{mode}"] = best
         print(f"  {mode} threshold, best F1 {best['f1']:.3f}: precision {best['precision']:.3f} recall "
               f"{best['recall']:.3f} (sigma {best['sigma']}, threshold {best['threshold']:.3g})")
-    save("wscnn_box_ranking", res)
+    save(args.name, res)
 
 
 if __name__ == "__main__":
