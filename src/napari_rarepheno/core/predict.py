@@ -356,7 +356,6 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     if cancel is not None:
         cancel.raise_if_cancelled()
     img = prepare_image(loaded, image_chw, path)
-    H0, W0 = img.shape[1:]
     margin = border_margin(loaded) if border else 0
     img = pad_border(img, margin)
     dev, nrm = as_device(device), _norm(loaded, norm)
@@ -389,9 +388,9 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     offset, stride = unit_geometry(model)
     cams = upsample_maps(maps.float().cpu(), (H, W), offset, stride)[0].numpy().astype(np.float32)
     cams, sal = _crop(cams, margin), (None if sal is None else _crop(sal, margin))
-    assert cams.shape[1:] == (H0, W0)
     return WSCNNPrediction(probs, cams, sal, names, n_tiles)
 
 
-__all__ = ["WSCNNPrediction", "predict_wscnn", "classify_batch", "saliency_batch", "border_margin", "pad_border", "prepare_image", "check_batch",
-           "positive_index", "plan_tiles", "owned_units", "min_overlap", "default_overlap", "contaminated_units"]
+__all__ = ["WSCNNPrediction", "predict_wscnn", "classify_batch", "saliency_batch", "border_margin", "pad_border",
+           "prepare_image", "check_batch", "positive_index", "plan_tiles", "owned_units", "min_overlap", "default_overlap",
+           "contaminated_units"]
