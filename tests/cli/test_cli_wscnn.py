@@ -74,9 +74,10 @@ def test_segmentation_options_reach_evaluate_and_predict(tiny):
     root, data, model = tiny
     out = root / "metrics_seg.json"
     assert main(["evaluate", str(model), str(data / "test"), "--json", str(out), "--quiet", "--sigma", "1.5",
-                 "--threshold", "0.4", "--min-distance", "9", "--min-area", "0"]) == 0
+                 "--threshold", "0.4", "--min-distance", "9", "--min-area", "0", "--peak-fraction", "0.25"]) == 0
     seg = json.loads(out.read_text())["segmentation"]
-    assert seg == {"sigma": 1.5, "threshold": 0.4, "threshold_mode": "relative", "min_distance": 9, "min_area": 0}
+    assert seg == {"sigma": 1.5, "threshold": 0.4, "threshold_mode": "relative", "min_distance": 9, "min_area": 0,
+                   "peak_fraction": 0.25}
     pred = root / "pred_none"
     assert main(["predict", str(model), str(data / "test" / "positive"), "--out", str(pred), "--quiet",
                  "--threshold-mode", "absolute", "--threshold", "1e9"]) == 0

@@ -165,7 +165,7 @@ def blobs(centres, shape=(96, 96), sigma=3.0, amps=None) -> np.ndarray:
 
 def test_touching_blobs_are_split_one_label_per_peak():
     s = blobs([(40, 40), (40, 51)])  # overlapping: one thresholded component, two peaks
-    det = segment_saliency(s, SaliencyConfig(sigma=0, threshold=0.2, min_distance=4, min_area=5))
+    det = segment_saliency(s, SaliencyConfig(sigma=0, threshold=0.2, min_distance=4, min_area=5, peak_fraction=0))
     assert len(det) == 2 and det.labels.max() == 2
     from scipy import ndimage as ndi
     assert ndi.label(det.mask)[1] == 1
@@ -176,6 +176,23 @@ def test_touching_blobs_are_split_one_label_per_peak():
     assert det.areas.sum() == det.mask.sum()
     f = det.features()
     assert list(f) == ["label", "y", "x", "score", "area"] and len(f["score"]) == 2
+
+
+def test_peak_fraction_gives_each_object_its_own_extent():
+    """A strong object next to a weak one: with the image-wide threshold alone the strong
+    one's mask is much larger (and reaches towards its neighbour); trimmed to a fraction of
+    each object's own peak, two blobs of the same shape get the same size."""
+    s = blobs([(40, 30), (40, 62)], amps=[1.0, 0.35], sigma=6.0)
+    plain = segment_saliency(s, SaliencyConfig(sigma=0, threshold=0.1, min_distance=4, min_area=5, peak_fraction=0))
+    own = segment_saliency(s, SaliencyConfig(sigma=0, threshold=0.1, min_distance=4, min_area=5, peak_fraction=0.5))
+    assert len(plain) == len(own) == 2
+    assert plain.areas[0] > 1.5 * plain.areas[1]
+    assert abs(int(own.areas[0]) - int(own.areas[1])) <= 0.1 * own.areas.max()
+    assert own.mask.sum() < plain.mask.sum() and not (own.mask & ~plain.mask).any()  # only ever removes
+    for k, (y, x) in enumerate(own.peaks.astype(int)):
+        assert own.labels[y, x] == k + 1  # a peak keeps itself
+        assert s[own.labels == k + 1].min() >= 0.5 * s[y, x] - 1e-6
+    assert np.array_equal(own.areas, np.bincount(own.labels.ravel(), minlength=3)[1:])
 
 
 def test_threshold_modes_min_area_and_scores():
@@ -200,7 +217,8 @@ def test_object_at_the_image_border_is_found():
 
 
 @pytest.mark.parametrize("bad", [dict(threshold_mode="mean"), dict(sigma=-1), dict(threshold=1.5),
-                                 dict(min_distance=0), dict(min_area=-3)])
+                                 dict(min_distance=0), dict(min_area=-3), dict(peak_fraction=1.0),
+                                 dict(peak_fraction=-0.1), dict(peak_fraction=float("nan"))])
 def test_bad_config_is_refused(bad):
     with pytest.raises(InputError):
         segment_saliency(blobs([(20, 20)]), SaliencyConfig(**bad))

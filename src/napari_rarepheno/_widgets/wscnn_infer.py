@@ -61,16 +61,20 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self.min_area = SpinBox(label="min area (px)", value=d.min_area, min=0, max=100000)
         self.min_distance = SpinBox(label="min distance (px)", value=d.min_distance, min=1, max=500,
                                     tooltip="peaks closer than this are merged (about an object's radius)")
+        self.peak_fraction = FloatSlider(label="object extent", value=d.peak_fraction, min=0.0, max=0.95,
+                                         step=0.01, tooltip="each object keeps the pixels at least this fraction "
+                                         "of its own peak (0: the threshold alone; higher: tighter masks)")
         self.positive_only = CheckBox(text="objects only in images called positive", value=True,
                                       tooltip="the paper segments positive images only; untick to see where a "
                                       "negative image comes closest")
-        for w in (self.threshold, self.sigma, self.min_area, self.min_distance, self.positive_only):
+        for w in (self.threshold, self.sigma, self.peak_fraction, self.min_area, self.min_distance,
+                  self.positive_only):
             w.changed.connect(self._schedule_resegment)
         self.prob_label = Label(value="")
         self.prob_label.native.setWordWrap(True)
         self.form = Container(widgets=[self.source, self.folder, self.out, self.tile, self.device, btns])
-        self.sliders = Container(widgets=[self.threshold, self.sigma, self.min_area, self.min_distance,
-                                          self.positive_only])
+        self.sliders = Container(widgets=[self.threshold, self.sigma, self.peak_fraction, self.min_area,
+                                          self.min_distance, self.positive_only])
         self.progress = TrainingProgress(plot=False)
         self.images = ResultsTable("Images (click a row: its objects)", max_height=130)
         self.objects = ResultsTable("Objects (click a row: go to it)")
@@ -107,7 +111,8 @@ class WSCNNInferPanel(JobPanel, QWidget):
     def saliency_params(self) -> dict:
         """The slider values (read in the GUI thread; no engine import)."""
         return {"sigma": float(self.sigma.value), "threshold": float(self.threshold.value),
-                "min_area": int(self.min_area.value), "min_distance": int(self.min_distance.value)}
+                "peak_fraction": float(self.peak_fraction.value), "min_area": int(self.min_area.value),
+                "min_distance": int(self.min_distance.value)}
 
     def saliency_config(self) -> SaliencyConfig:
         return SaliencyConfig(**self.saliency_params())

@@ -158,7 +158,7 @@ def add_channel_args(p) -> None:
     p.add_argument("--channels", default=None, help="channels to use, in order, e.g. 0,1 (default: all)")
 
 
-_SEGMENTATION_ARGS = ("sigma", "threshold", "threshold_mode", "min_distance", "min_area")
+_SEGMENTATION_ARGS = ("sigma", "threshold", "threshold_mode", "min_distance", "min_area", "peak_fraction")
 
 
 def add_segmentation_args(p) -> None:
@@ -177,6 +177,9 @@ def add_segmentation_args(p) -> None:
     g.add_argument("--min-distance", type=int, default=None,
                    help=f"px between object centres (default {d.min_distance})")
     g.add_argument("--min-area", type=int, default=None, help=f"smaller objects are dropped, px (default {d.min_area})")
+    g.add_argument("--peak-fraction", type=float, default=None,
+                   help="each object keeps the pixels at least this fraction of its own peak; 0: the "
+                   f"threshold alone (default {d.peak_fraction:g})")
 
 
 def segmentation_args_given(args) -> list[str]:
