@@ -173,3 +173,31 @@ def test_border_margin_and_padding():
     np.testing.assert_array_equal(out[..., 4:-4, 4:-4], img)
     assert np.all(out[:, 0, :4] == 0.2) and np.all(out[:, 1, :, -4:] == 0.7)  # the median per image and channel
     assert pad_border(img, 0) is img
+    u8 = np.array([[[[10, 10, 10], [10, 200, 11]]]], np.uint8)  # integer data stays integer (read as before)
+    pu = pad_border(u8, 2)
+    assert pu.dtype == np.uint8 and pu.shape == (1, 1, 6, 7) and pu[0, 0, 0, 0] == 10
+    np.testing.assert_array_equal(pu[..., 2:-2, 2:-2], u8)
+
+
+def test_training_validates_with_the_border_margin_and_records_whether_to_use_it(wscnn_model, wscnn_data):
+    """The val numbers a run reports (and picks its best checkpoint by) are computed with the
+    margin; then the best model is scored with and without it and the lower val loss decides
+    what prediction uses. Evaluating the saved model on the val split reproduces the numbers
+    recorded for that choice."""
+    from napari_rarepheno.core.modelfile import load_model
+    from napari_rarepheno.core.wscnn import evaluate_wscnn
+
+    lm = load_model(wscnn_model)
+    t = lm.meta.training
+    assert t["val_border_margin"] == border_margin(lm, recorded=False) == 35
+    chk = t["border_check"]
+    assert chk["margin"] == 35
+    use = 35 if chk["val_loss_with"] <= chk["val_loss_without"] else 0
+    assert t["border_margin"] == use == border_margin(lm)
+    assert chk["val_accuracy_with"] == pytest.approx(t["best_metrics"]["val_accuracy"], abs=1e-9)
+    ev = evaluate_wscnn(lm, wscnn_data / "val", device="cpu", localization=False)
+    assert ev["n"] == t["n_val"]
+    assert ev["accuracy"] == pytest.approx(chk["val_accuracy_with" if use else "val_accuracy_without"], abs=1e-9)
+    # the recorded decision is what prediction applies, either way
+    lm.meta.training["border_margin"] = 0
+    assert border_margin(lm) == 0 and border_margin(lm, recorded=False) == 35

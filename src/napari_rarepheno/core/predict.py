@@ -84,28 +84,43 @@ def _to_input(images: np.ndarray, norm: Normalization, dev: torch.device) -> tor
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-def border_margin(loaded) -> int:
+def border_margin(loaded, recorded: bool = True) -> int:
     """Background (px) added around an image before a WSCNN with global max pooling sees it:
     half its receptive field (35 px for the paper's network). Without it the outermost
     class-map units sit ``unit_geometry`` offset (22.5 px) inside the image, and objects
     near the border get little evidence: on Sim Data 1 validation, localisation recall was
     9% for circles within 5 px of the border and 99.8% beyond 30 px; with the margin, >= 99%
     at every distance (docs/performance.md). 0 for other heads and networks, whose score
-    depends on the whole image or a fixed input size."""
+    depends on the whole image or a fixed input size.
+
+    Training checks the margin on the val split and records whether to use it
+    (``training.border_margin``; mosaics of real crops are better without); that decision
+    wins (``recorded=False``: the rule regardless). Models trained before it have none and
+    get the rule."""
     model = loaded.model
     if loaded.meta.kind != "wscnn" or getattr(model.config, "head", "max") != "max":
         return 0
+    decision = loaded.meta.training.get("border_margin") if recorded else None
+    if decision is not None:
+        return max(0, int(decision))
     return int(model.receptive_field()[0]) // 2
 
 
 def pad_border(images: np.ndarray, margin: int) -> np.ndarray:
     """``images`` (..., H, W) with ``margin`` px added on each side, filled per image and
-    channel with its median (the background of a microscopy field)."""
+    channel with its median (the background of a microscopy field). Keeps the dtype of
+    integer data (the median rounded) so the copy is read exactly as the original; float
+    data comes back as float32."""
     if margin <= 0:
         return images
-    med = np.median(images, axis=(-2, -1), keepdims=True).astype(np.float32)
-    width = [(0, 0)] * (images.ndim - 2) + [(margin, margin), (margin, margin)]
-    return np.pad(images.astype(np.float32, copy=False) - med, width) + med
+    images = np.asarray(images)
+    integer = np.issubdtype(images.dtype, np.integer)
+    med = np.median(images, axis=(-2, -1), keepdims=True)
+    out = np.empty(images.shape[:-2] + (images.shape[-2] + 2 * margin, images.shape[-1] + 2 * margin),
+                   images.dtype if integer else np.float32)
+    out[...] = np.rint(med) if integer else med
+    out[..., margin:margin + images.shape[-2], margin:margin + images.shape[-1]] = images
+    return out
 
 
 def _crop(a: np.ndarray, margin: int) -> np.ndarray:
