@@ -179,25 +179,33 @@ def test_border_margin_and_padding():
     np.testing.assert_array_equal(pu[..., 2:-2, 2:-2], u8)
 
 
-def test_training_validates_with_the_border_margin_and_records_whether_to_use_it(wscnn_model, wscnn_data):
-    """The val numbers a run reports (and picks its best checkpoint by) are computed with the
-    margin; then the best model is scored with and without it and the lower val loss decides
-    what prediction uses. Evaluating the saved model on the val split reproduces the numbers
-    recorded for that choice."""
+def test_training_validates_with_and_without_the_border_margin_and_records_the_better(wscnn_model, wscnn_data):
+    """Every epoch the val split is scored with and without the margin; the lower loss gives
+    the epoch's val numbers (and so the best checkpoint), and the best epoch's choice is
+    stored for prediction. Evaluating the saved model on val reproduces those numbers."""
+    import csv
+
     from napari_rarepheno.core.modelfile import load_model
+    from napari_rarepheno.core.train import checkpoint_paths
     from napari_rarepheno.core.wscnn import evaluate_wscnn
 
     lm = load_model(wscnn_model)
     t = lm.meta.training
-    assert t["val_border_margin"] == border_margin(lm, recorded=False) == 35
-    chk = t["border_check"]
-    assert chk["margin"] == 35
-    use = 35 if chk["val_loss_with"] <= chk["val_loss_without"] else 0
+    assert border_margin(lm, recorded=False) == 35
+    rows = list(csv.DictReader(open(checkpoint_paths(wscnn_model)[2])))
+    assert len(rows) == 3
+    for r in rows:
+        pick = "border" if float(r["val_loss_border"]) <= float(r["val_loss_plain"]) else "plain"
+        assert r["val_input"] == pick and float(r["val_loss"]) == float(r[f"val_loss_{pick}"])
+    best = rows[t["best_epoch"] - 1]
+    assert float(best["val_loss"]) == min(float(r["val_loss"]) for r in rows)
+    use = 35 if best["val_input"] == "border" else 0
     assert t["border_margin"] == use == border_margin(lm)
-    assert chk["val_accuracy_with"] == pytest.approx(t["best_metrics"]["val_accuracy"], abs=1e-9)
+    chk = t["border_check"]
+    assert chk["margin"] == 35 and chk["val_loss_with"] == pytest.approx(float(best["val_loss_border"]))
     ev = evaluate_wscnn(lm, wscnn_data / "val", device="cpu", localization=False)
     assert ev["n"] == t["n_val"]
-    assert ev["accuracy"] == pytest.approx(chk["val_accuracy_with" if use else "val_accuracy_without"], abs=1e-9)
+    assert ev["accuracy"] == pytest.approx(float(best["val_accuracy"]), abs=1e-9)
     # the recorded decision is what prediction applies, either way
-    lm.meta.training["border_margin"] = 0
-    assert border_margin(lm) == 0 and border_margin(lm, recorded=False) == 35
+    lm.meta.training["border_margin"] = 35 - use
+    assert border_margin(lm) == 35 - use and border_margin(lm, recorded=False) == 35

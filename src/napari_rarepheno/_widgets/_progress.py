@@ -106,6 +106,8 @@ class TrainingProgress(QWidget):
             text = f"epoch {p.epoch}/{p.n_epochs}: train loss {m.get('train_loss', math.nan):.3f}"
             if "val_loss" in m:
                 text += f", val loss {m['val_loss']:.3f}, val accuracy {m['val_accuracy']:.3f}"
+                if m.get("val_input") == "border":
+                    text += " (with border margin)"
             if m.get("best"):
                 text += "  (best so far, saved)"
             self.status.setText(text)

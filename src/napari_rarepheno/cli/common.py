@@ -60,12 +60,25 @@ class TrainBar:
             line = f"epoch {p.epoch}/{p.n_epochs}  train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.3f}"
             if "val_loss" in m:
                 line += f"  val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.4f}"
+                if m.get("val_input") == "border":
+                    line += " (with border margin)"
             line += "  *best*" if m.get("best") else ""
             (self.bar.write if self.bar else print)(line)
         elif p.stage in ("done", "cancelled"):
             if self.bar is not None:
                 self.bar.close()
             print(p.message, file=sys.stderr)
+
+
+def train_summary(res) -> str:
+    """The line a ``train`` command ends with: the best epoch's validation numbers, the
+    border margin decision (WSCNN) and where the model went."""
+    best = next((r for r in res.history if r["epoch"] == res.best_epoch), {})
+    val = {k: round(v, 4) if isinstance(v, float) else v for k, v in best.items() if k.startswith("val")}
+    line = f"{'stopped' if res.cancelled else 'trained'}: best epoch {res.best_epoch} {val}"
+    if "border_margin" in res.meta.training:
+        line += f"; border margin at prediction: {res.meta.training['border_margin']} px"
+    return line + f" -> {res.best_path}"
 
 
 def count_bar(desc: str, quiet: bool = False):

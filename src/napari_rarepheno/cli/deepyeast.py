@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .common import add_channel_args, add_train_args, count_bar, ctrl_c_cancels, refuse_overwrite, \
-    train_config_from_args, write_json, TrainBar
+    train_config_from_args, train_summary, write_json, TrainBar
 
 
 def _crop_options(args):
@@ -46,9 +46,7 @@ def cmd_train_deepyeast(args) -> int:
         res = train_deepyeast(args.train, args.out, opts, cfg, val_dir=args.val, callback=TrainBar(args.quiet),
                               cancel=token, resume=args.resume, init_from=args.init_from,
                               load_progress=count_bar("loading crops", args.quiet))
-    best = res.history[res.best_epoch - 1] if res.best_epoch else {}
-    print(f"{'stopped' if res.cancelled else 'trained'}: best epoch {res.best_epoch} "
-          f"{ {k: round(v, 4) for k, v in best.items() if k.startswith('val')} } -> {res.best_path}")
+    print(train_summary(res))
     return 130 if res.cancelled else 0
 
 

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from .common import (add_channel_args, add_segmentation_args, add_train_args, count_bar, ctrl_c_cancels,
-                     saliency_config_from_args, segmentation_args_given, train_config_from_args, write_json, TrainBar)
+                     saliency_config_from_args, segmentation_args_given, train_config_from_args, train_summary,
+                     write_json, TrainBar)
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -49,9 +50,7 @@ def cmd_train_wscnn(args) -> int:
         res = train_wscnn(args.data, args.out, opts, cfg, callback=TrainBar(args.quiet), cancel=token,
                           resume=args.resume, init_from=args.init_from,
                           load_progress=count_bar("loading images", args.quiet))
-    best = res.history[res.best_epoch - 1] if res.best_epoch else {}
-    print(f"{'stopped' if res.cancelled else 'trained'}: best epoch {res.best_epoch} "
-          f"{ {k: round(v, 4) for k, v in best.items() if k.startswith('val')} } -> {res.best_path}")
+    print(train_summary(res))
     return 130 if res.cancelled else 0
 
 

@@ -250,11 +250,33 @@ class Trainer:
         if self.callback is not None and self.dist.is_main:
             self.callback(Progress(n_epochs=self.cfg.epochs, **kw))
 
-    def fit(self, train: ImageSet, val: ImageSet | None = None, resume: bool = False) -> TrainResult:
-        with cpu_allocator_tuned(self.device.type == "cpu"):
-            return self._fit(train, val, resume)
+    def fit(self, train: ImageSet, val: ImageSet | None = None, resume: bool = False,
+            val_variants: dict[str, np.ndarray] | None = None) -> TrainResult:
+        """Train; validate after every epoch on ``val``.
 
-    def _fit(self, train: ImageSet, val: ImageSet | None, resume: bool) -> TrainResult:
+        ``val_variants``: other ways of presenting the same val images to the network (e.g.
+        ``{"border": padded}``), each scored every epoch beside the plain images
+        (``val_loss_plain``, ``val_loss_<name>`` ... in the log); the epoch's ``val_loss`` /
+        ``val_accuracy`` are those of the lowest-loss one, named in ``val_input``, so the
+        best checkpoint and the plateau schedule follow the better presentation."""
+        with cpu_allocator_tuned(self.device.type == "cpu"):
+            return self._fit(train, val, resume, val_variants or {})
+
+    def _validate(self, val: ImageSet, variants: dict[str, np.ndarray]) -> dict:
+        def ev(images):
+            return evaluate_arrays(self.model, images, val.labels, self.norm, self.device, self.cfg.eval_batch_size,
+                                   self.amp_dtype, self.channels_last)
+        plain = ev(val.images)
+        if not variants:
+            return {"val_loss": plain["loss"], "val_accuracy": plain["accuracy"]}
+        scored = {"plain": plain, **{name: ev(images) for name, images in variants.items()}}
+        pick = min(scored, key=lambda k: scored[k]["loss"])
+        row = {"val_loss": scored[pick]["loss"], "val_accuracy": scored[pick]["accuracy"], "val_input": pick}
+        for name, e in scored.items():
+            row.update({f"val_loss_{name}": e["loss"], f"val_accuracy_{name}": e["accuracy"]})
+        return row
+
+    def _fit(self, train: ImageSet, val: ImageSet | None, resume: bool, val_variants: dict) -> TrainResult:
         n = len(train)
         if n < 2:
             raise InputError(f"need at least 2 training images, found {n}", train.root)
@@ -317,10 +339,8 @@ class Trainer:
             row = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
                    "train_accuracy": run_correct / max(seen, 1), "lr": self.schedule.lr()}
             if val is not None and len(val):
-                ev = evaluate_arrays(self.model, val.images, val.labels, self.norm, self.device,
-                                     self.cfg.eval_batch_size, self.amp_dtype, self.channels_last)
-                row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
-                score = ev["loss"] if self.cfg.select_on == "val_loss" else -ev["accuracy"]
+                row.update(self._validate(val, val_variants))
+                score = row["val_loss"] if self.cfg.select_on == "val_loss" else -row["val_accuracy"]
             else:
                 score = row["train_loss"]
             row["seconds"] = round(time.perf_counter() - t0, 3)

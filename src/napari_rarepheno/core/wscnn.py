@@ -5,7 +5,7 @@ The folder contract is ``DATA/{train,val,test}/{negative,positive}/*`` with opti
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -126,59 +126,57 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
         norm = Normalization.fit(train.images, seed=cfg.seed)
     meta.normalization = norm.to_dict()
     meta.training.update(data=str(data_dir), n_train=len(train), image_size=list(train.images.shape[2:]))
-    plain_val, margin = val, 0
+    variants, margin = {}, 0
     if val is not None and len(val):
-        # validate the way prediction will see the images (border margin for the max head),
-        # so the val numbers, the best checkpoint and a plateau schedule all see it too
+        # the max head is validated with and without the border margin prediction can add;
+        # the better one picks the best checkpoint and is recorded for prediction
         from .predict import border_margin, pad_border
 
         margin = border_margin(LoadedModel(model, meta), recorded=False)
         if margin:
-            val = replace(val, images=pad_border(val.images, margin))
-        meta.training.update(val_border_margin=margin)
+            variants["border"] = pad_border(val.images, margin)
     trainer = Trainer(model, meta, cfg, opts.augment, norm, out=Path(out) if out else None,
                       callback=callback, cancel=cancel)
-    res = trainer.fit(train, val, resume=resume)
+    res = trainer.fit(train, val, resume=resume, val_variants=variants)
     if margin and res.best_epoch > 0:
-        _choose_border(trainer, res, plain_val, val, margin)
+        from .modelfile import save_model
+
+        best = next(r for r in res.history if r["epoch"] == res.best_epoch)
+        res.meta.training.update(border_decision(best, margin))
+        if res.best_path is not None and trainer.dist.is_main:
+            save_model(res.best_path, res.model, res.meta)
     return res
 
 
-def _choose_border(trainer: Trainer, res: TrainResult, plain: ImageSet, padded: ImageSet, margin: int) -> None:
-    from .modelfile import save_model
-
-    res.meta.training.update(decide_border(res.model, plain, trainer.norm, trainer.device, margin, padded=padded,
-                                           batch_size=trainer.cfg.eval_batch_size, amp_dtype=trainer.amp_dtype,
-                                           channels_last=trainer.channels_last))
-    if res.best_path is not None and trainer.dist.is_main:
-        save_model(res.best_path, res.model, res.meta)
-
-
-def decide_border(model, val: ImageSet, norm: Normalization, device, margin: int, *, padded: ImageSet | None = None,
-                  batch_size: int = 64, amp_dtype=None, channels_last: bool = True) -> dict:
-    """Whether prediction should add the border margin for this model: the val split scored
-    with and without it, the lower loss decides. Returns ``{"border_margin": margin or 0,
-    "border_check": {...}}`` for ``meta.training`` (``core.predict.border_margin`` reads it).
+def border_decision(row: dict, margin: int) -> dict:
+    """``meta.training`` entries saying whether prediction adds the border margin
+    (``border_margin``, read by ``core.predict.border_margin``), from a validation row with
+    ``val_loss_plain`` / ``val_loss_border``: the lower loss wins.
 
     On the simulations (flat background) the margin is what lets objects at the edge count
     (Sim Data 1 test 99.2% -> 100%); on mosaics of real crops the flat fill is unlike anything
-    the network saw and turned negatives positive (HeLa val 93.8% -> 72.5%). Training calls
-    this on its best model; models trained before it can be checked the same way."""
+    the network saw and turned negatives positive (HeLa val 93.8% -> 72.5%)."""
+    use = margin if row["val_loss_border"] <= row["val_loss_plain"] else 0
+    return {"border_margin": use,
+            "border_check": {"margin": margin, "val_loss_with": row["val_loss_border"],
+                             "val_accuracy_with": row["val_accuracy_border"], "val_loss_without": row["val_loss_plain"],
+                             "val_accuracy_without": row["val_accuracy_plain"]}}
+
+
+def decide_border(model, val: ImageSet, norm: Normalization, device, margin: int, *, batch_size: int = 64) -> dict:
+    """:func:`border_decision` for a model trained before training made it: the val split
+    scored with and without the margin."""
     import torch
 
     from .predict import pad_border
     from .train import evaluate_arrays
 
-    if padded is None:
-        padded = replace(val, images=pad_border(val.images, margin))
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    args = (norm, dev, batch_size, amp_dtype, channels_last)
-    with_m = evaluate_arrays(model, padded.images, padded.labels, *args)
-    without = evaluate_arrays(model, val.images, val.labels, *args)
-    use = margin if with_m["loss"] <= without["loss"] else 0
-    return {"border_margin": use,
-            "border_check": {"margin": margin, "val_loss_with": with_m["loss"], "val_accuracy_with": with_m["accuracy"],
-                             "val_loss_without": without["loss"], "val_accuracy_without": without["accuracy"]}}
+    row = {}
+    for name, images in (("plain", val.images), ("border", pad_border(val.images, margin))):
+        e = evaluate_arrays(model, images, val.labels, norm, dev, batch_size)
+        row.update({f"val_loss_{name}": e["loss"], f"val_accuracy_{name}": e["accuracy"]})
+    return border_decision(row, margin)
 
 
 # --------------------------------------------------------------------- evaluation
