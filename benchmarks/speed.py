@@ -48,7 +48,8 @@ from napari_rarepheno.core.device import (cpu_allocator_tuned, cpu_native_bf16, 
 from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta  # noqa: E402
 from napari_rarepheno.core.models import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict  # noqa: E402
 from napari_rarepheno.core.normalize import Normalization  # noqa: E402
-from napari_rarepheno.core.train import make_optimizer, to_model_input, TrainConfig  # noqa: E402
+from napari_rarepheno.core.train import make_optimizer, TrainConfig  # noqa: E402
+from napari_rarepheno.core.validation import to_model_input  # noqa: E402
 
 BF16 = torch.bfloat16
 CLOCK = time.perf_counter  # --cpu-time: time.thread_time
@@ -290,7 +291,7 @@ def trainer_fit(kind: str, n_images: int, batch: int, precision: str = "auto") -
 
 
 def evaluate_path(kind: str, n_images: int, batch: int) -> dict:
-    from napari_rarepheno.core.train import evaluate_arrays
+    from napari_rarepheno.core.validation import evaluate_arrays
 
     images, _, _ = fake_data(kind, n_images, seed=2)
     model = build(kind).to(memory_format=torch.channels_last)
@@ -377,7 +378,7 @@ def crops_target(n: int, reps: int) -> dict:
     has bf16 matrix units; BN folded, channels_last) and with ``precision='fp32'``, against
     the plain float32 NCHW eval of the same network; argmax agreement with the plain path."""
     from napari_rarepheno.core.deepyeast import classify_crops
-    from napari_rarepheno.core.train import evaluate_arrays
+    from napari_rarepheno.core.validation import evaluate_arrays
 
     torch.manual_seed(0)
     model = DeepYeast(DeepYeastConfig()).eval()

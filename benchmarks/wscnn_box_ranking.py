@@ -30,8 +30,8 @@ def auc(pos, neg) -> float:
 
 def maps_of_positives(model, split_dir: Path, limit: int):
     import torch
-    from napari_rarepheno.core.predict import (_crop, _norm, _to_input, border_margin, inference_model, pad_border,
-                                               positive_index)
+    from napari_rarepheno.core.border import border_margin, crop_border, pad_border
+    from napari_rarepheno.core.predict import _norm, _to_input, inference_model, positive_index
     from napari_rarepheno.core.saliency import maps_and_saliency, unit_geometry, upsample_maps
 
     lm, images, boxes = positives_with_boxes(model, split_dir, limit)
@@ -44,8 +44,8 @@ def maps_of_positives(model, split_dir: Path, limit: int):
     for s in range(0, len(images), 8):
         x = _to_input(pad_border(images[s:s + 8], margin), nrm, dev)
         maps, g = maps_and_saliency(net, x, t, "map")
-        cam.append(_crop(upsample_maps(maps.float(), (H, W), off, st).numpy(), margin))
-        sal.append(_crop(g.numpy(), margin))
+        cam.append(crop_border(upsample_maps(maps.float(), (H, W), off, st).numpy(), margin))
+        sal.append(crop_border(g.numpy(), margin))
     return (np.concatenate(sal), np.concatenate(cam), t,
             [[(b.x0, b.y0, b.x1, b.y1, b.kind) for b in bb] for bb in boxes])
 

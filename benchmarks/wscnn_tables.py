@@ -63,8 +63,7 @@ def ensure_border_decision(path, val_dir) -> None:
     from napari_rarepheno.core.data.folders import load_wscnn_split
     from napari_rarepheno.core.modelfile import load_model, save_model
     from napari_rarepheno.core.normalize import Normalization
-    from napari_rarepheno.core.predict import border_margin
-    from napari_rarepheno.core.wscnn import decide_border
+    from napari_rarepheno.core.border import border_margin, decide_border
 
     lm = load_model(path)
     margin = border_margin(lm, recorded=False)

@@ -8,8 +8,9 @@ import torch
 from napari_rarepheno.core.errors import Cancelled, InputError
 from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta, load_model, save_model
 from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
-from napari_rarepheno.core.predict import (border_margin, classify_batch, default_overlap, min_overlap, owned_units,
-                                           pad_border, plan_tiles, predict_wscnn, saliency_batch)
+from napari_rarepheno.core.border import border_margin, crop_border, pad_border
+from napari_rarepheno.core.predict import (classify_batch, default_overlap, min_overlap, owned_units, plan_tiles,
+                                           predict_wscnn, saliency_batch)
 from napari_rarepheno.core.progress import CancelToken
 
 
@@ -173,6 +174,7 @@ def test_border_margin_and_padding():
     np.testing.assert_array_equal(out[..., 4:-4, 4:-4], img)
     assert np.all(out[:, 0, :4] == 0.2) and np.all(out[:, 1, :, -4:] == 0.7)  # the median per image and channel
     assert pad_border(img, 0) is img
+    np.testing.assert_array_equal(crop_border(out, 4), img)
     u8 = np.array([[[[10, 10, 10], [10, 200, 11]]]], np.uint8)  # integer data stays integer (read as before)
     pu = pad_border(u8, 2)
     assert pu.dtype == np.uint8 and pu.shape == (1, 1, 6, 7) and pu[0, 0, 0, 0] == 10

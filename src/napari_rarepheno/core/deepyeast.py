@@ -25,7 +25,8 @@ from .modelfile import LoadedModel, ModelMeta, load_model
 from .models import DeepYeast, DeepYeastConfig, config_to_dict
 from .normalize import Normalization
 from .progress import CancelToken, ProgressCallback
-from .train import TrainConfig, TrainResult, Trainer, evaluate_arrays
+from .train import TrainConfig, TrainResult, Trainer
+from .validation import evaluate_arrays
 
 LAYERS = tuple(f"conv{i}" for i in range(1, 9)) + ("fc1", "fc2", "logits")
 
@@ -153,7 +154,7 @@ def embed_crops(loaded, crops, layer: str = "fc1", *, device: str = "auto", batc
     import torch
 
     from .device import resolve_device
-    from .train import to_model_input
+    from .validation import to_model_input
 
     if layer not in LAYERS:
         raise InputError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .border import border_margin, crop_border, pad_border
 from .errors import InputError
 from .normalize import Normalization
 from .progress import CancelToken, Progress, ProgressCallback
@@ -84,49 +85,6 @@ def _to_input(images: np.ndarray, norm: Normalization, dev: torch.device) -> tor
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-def border_margin(loaded, recorded: bool = True) -> int:
-    """Background (px) added around an image before a WSCNN with global max pooling sees it:
-    half its receptive field (35 px for the paper's network). Without it the outermost
-    class-map units sit ``unit_geometry`` offset (22.5 px) inside the image, and objects
-    near the border get little evidence: on Sim Data 1 validation, localisation recall was
-    9% for circles within 5 px of the border and 99.8% beyond 30 px; with the margin, >= 99%
-    at every distance (docs/performance.md). 0 for other heads and networks, whose score
-    depends on the whole image or a fixed input size.
-
-    Training checks the margin on the val split and records whether to use it
-    (``training.border_margin``; mosaics of real crops are better without); that decision
-    wins (``recorded=False``: the rule regardless). Models trained before it have none and
-    get the rule."""
-    model = loaded.model
-    if loaded.meta.kind != "wscnn" or getattr(model.config, "head", "max") != "max":
-        return 0
-    decision = loaded.meta.training.get("border_margin") if recorded else None
-    if decision is not None:
-        return max(0, int(decision))
-    return int(model.receptive_field()[0]) // 2
-
-
-def pad_border(images: np.ndarray, margin: int) -> np.ndarray:
-    """``images`` (..., H, W) with ``margin`` px added on each side, filled per image and
-    channel with its median (the background of a microscopy field). Keeps the dtype of
-    integer data (the median rounded) so the copy is read exactly as the original; float
-    data comes back as float32."""
-    if margin <= 0:
-        return images
-    images = np.asarray(images)
-    integer = np.issubdtype(images.dtype, np.integer)
-    med = np.median(images, axis=(-2, -1), keepdims=True)
-    out = np.empty(images.shape[:-2] + (images.shape[-2] + 2 * margin, images.shape[-1] + 2 * margin),
-                   images.dtype if integer else np.float32)
-    out[...] = np.rint(med) if integer else med
-    out[..., margin:margin + images.shape[-2], margin:margin + images.shape[-1]] = images
-    return out
-
-
-def _crop(a: np.ndarray, margin: int) -> np.ndarray:
-    return a[..., margin:a.shape[-2] - margin, margin:a.shape[-1] - margin] if margin > 0 else a
-
-
 # ------------------------------------------------------------------ batches
 def check_batch(loaded, images: np.ndarray) -> np.ndarray:
     """(N, C, H, W) images with the model's channel count and at least its minimum size;
@@ -180,7 +138,7 @@ def saliency_batch(loaded, images: np.ndarray, *, device: str | torch.device = "
         maps, sal = maps_and_saliency(model, _to_input(images[s:s + batch_size], nrm, dev), t, mode)
         with eval_mode(model), torch.no_grad():
             probs.append(torch.softmax(model.pool(maps).float(), 1).cpu().numpy())
-        sals.append(_crop(sal.cpu().numpy(), margin))
+        sals.append(crop_border(sal.cpu().numpy(), margin))
     return np.concatenate(probs).astype(np.float32), np.concatenate(sals).astype(np.float32)
 
 
@@ -402,10 +360,9 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     probs = torch.softmax(logits.float(), 1)[0].cpu().numpy().astype(np.float32)
     offset, stride = unit_geometry(model)
     cams = upsample_maps(maps.float().cpu(), (H, W), offset, stride)[0].numpy().astype(np.float32)
-    cams, sal = _crop(cams, margin), (None if sal is None else _crop(sal, margin))
+    cams, sal = crop_border(cams, margin), (None if sal is None else crop_border(sal, margin))
     return WSCNNPrediction(probs, cams, sal, names, n_tiles)
 
 
-__all__ = ["WSCNNPrediction", "predict_wscnn", "classify_batch", "saliency_batch", "border_margin", "pad_border",
-           "prepare_image", "check_batch", "positive_index", "plan_tiles", "owned_units", "min_overlap", "default_overlap",
-           "contaminated_units"]
+__all__ = ["WSCNNPrediction", "predict_wscnn", "classify_batch", "saliency_batch", "prepare_image", "check_batch",
+           "positive_index", "plan_tiles", "owned_units", "min_overlap", "default_overlap", "contaminated_units"]

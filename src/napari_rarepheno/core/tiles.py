@@ -212,7 +212,7 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     'bf16' (faster on CPUs with bf16 units, ~1e-2 relative deviation of the saliency).
     ``fast``: predict with :func:`inference_copy` (batch norm folded; same results up to
     float rounding). Unlike ``predict_wscnn`` it adds no border margin
-    (``core.predict.border_margin``): it equals ``predict_wscnn(..., border=False)``, and
+    (``core.border.border_margin``): it equals ``predict_wscnn(..., border=False)``, and
     objects within ~30 px of the field's edge get less evidence."""
     from .device import resolve_precision
     from .predict import _check_tiling, as_device, owned_units, positive_index

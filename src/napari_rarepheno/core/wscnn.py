@@ -130,7 +130,7 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     if val is not None and len(val):
         # the max head is validated with and without the border margin prediction can add;
         # the better one picks the best checkpoint and is recorded for prediction
-        from .predict import border_margin, pad_border
+        from .border import border_decision, border_margin, pad_border
 
         margin = border_margin(LoadedModel(model, meta), recorded=False)
         if margin:
@@ -146,37 +146,6 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
         if res.best_path is not None and trainer.dist.is_main:
             save_model(res.best_path, res.model, res.meta)
     return res
-
-
-def border_decision(row: dict, margin: int) -> dict:
-    """``meta.training`` entries saying whether prediction adds the border margin
-    (``border_margin``, read by ``core.predict.border_margin``), from a validation row with
-    ``val_loss_plain`` / ``val_loss_border``: the lower loss wins.
-
-    On the simulations (flat background) the margin is what lets objects at the edge count
-    (Sim Data 1 test 99.2% -> 100%); on mosaics of real crops the flat fill is unlike anything
-    the network saw and turned negatives positive (HeLa val 93.8% -> 72.5%)."""
-    use = margin if row["val_loss_border"] <= row["val_loss_plain"] else 0
-    return {"border_margin": use,
-            "border_check": {"margin": margin, "val_loss_with": row["val_loss_border"],
-                             "val_accuracy_with": row["val_accuracy_border"], "val_loss_without": row["val_loss_plain"],
-                             "val_accuracy_without": row["val_accuracy_plain"]}}
-
-
-def decide_border(model, val: ImageSet, norm: Normalization, device, margin: int, *, batch_size: int = 64) -> dict:
-    """:func:`border_decision` for a model trained before training made it: the val split
-    scored with and without the margin."""
-    import torch
-
-    from .predict import pad_border
-    from .train import evaluate_arrays
-
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    row = {}
-    for name, images in (("plain", val.images), ("border", pad_border(val.images, margin))):
-        e = evaluate_arrays(model, images, val.labels, norm, dev, batch_size)
-        row.update({f"val_loss_{name}": e["loss"], f"val_accuracy_{name}": e["accuracy"]})
-    return border_decision(row, margin)
 
 
 # --------------------------------------------------------------------- evaluation
