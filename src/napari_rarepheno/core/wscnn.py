@@ -142,9 +142,10 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
         from .modelfile import save_model
 
         best = next(r for r in res.history if r["epoch"] == res.best_epoch)
-        res.meta.training.update(border_decision(best, margin))
-        if res.best_path is not None and trainer.dist.is_main:
-            save_model(res.best_path, res.model, res.meta)
+        if "val_loss_border" in best:  # not when the best epoch came from a run started before this check
+            res.meta.training.update(border_decision(best, margin))
+            if res.best_path is not None and trainer.dist.is_main:
+                save_model(res.best_path, res.model, res.meta)
     return res
 
 
