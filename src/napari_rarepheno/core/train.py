@@ -173,10 +173,10 @@ class Trainer:
             return
         path = self.paths[2]
         tmp = path.with_name("." + path.name + ".tmp")
-        keys = list(self.history[0])
+        keys = list(dict.fromkeys(k for row in self.history for k in row))  # a resumed older run may add columns
         try:
             with open(tmp, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=keys)
+                w = csv.DictWriter(fh, fieldnames=keys, restval="")
                 w.writeheader()
                 w.writerows(self.history)
             os.replace(tmp, path)
