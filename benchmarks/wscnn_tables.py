@@ -150,6 +150,7 @@ def tune_segmentation(model, val_dir, metric: str = "localization", **fixed) -> 
     for cfg, (p, r) in zip(cfgs, pr):
         f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
         grid[f"sigma={cfg.sigma},threshold={cfg.threshold},peak_fraction={cfg.peak_fraction}"] = {
+            "sigma": cfg.sigma, "threshold": cfg.threshold, "peak_fraction": cfg.peak_fraction,
             "precision": p, "recall": r, "f1": f1}
         if f1 > best_f1:
             best, best_f1 = cfg, f1
@@ -192,16 +193,19 @@ def main() -> None:
         sim1 = ensure_sim("sim1" + ("-quick" if args.quick else ""), n, 0.1, 0)
         sim2 = ensure_sim("sim2" + ("-quick" if args.quick else ""), n, 0.2, 1)
     models = DATA / "models"
+
+    def model(head: str):  # --quick keeps its own files: a smoke run must not replace the full run's models
+        return models / f"sim1{'-quick' if args.quick else ''}-{head}.safetensors"
     res: dict = {"settings": {"n_per_class": n, "epochs_max": e_max, "epochs_ablation": e_abl,
                               "recipe": args.recipe, "lr": args.lr}}
     t1 = {}
     from time_to_accuracy import Stopwatch
     # time-to-accuracy as a by-product of the max-head run: after each new best model (the
     # file `rarepheno train` leaves), its test accuracy with the clock paused; no early stop
-    watch = Stopwatch(lambda: evaluate_wscnn(models / "sim1-max.safetensors", sim1 / "test",
+    watch = Stopwatch(lambda: evaluate_wscnn(model("max"), sim1 / "test",
                                              localization=False)["accuracy"], 0.996, "max", stop=False)
     for head, epochs in (("max", e_max), ("avg", e_abl), ("fc", e_abl)):
-        path = models / f"sim1-{head}.safetensors"
+        path = model(head)
         if not (args.reuse_models and path.exists()):
             with timed(f"train {head}", times):
                 train(sim1, path, head, epochs, args.recipe, watch=watch if head == "max" else None, lr=args.lr)
@@ -210,23 +214,23 @@ def main() -> None:
             ev = evaluate_wscnn(path, sim1 / "test", localization=(head == "max"))
         t1[head] = ev
     with timed("evaluate max on sim2", times):
-        t1["max@sim2"] = evaluate_wscnn(models / "sim1-max.safetensors", sim2 / "test", localization=False)
+        t1["max@sim2"] = evaluate_wscnn(model("max"), sim2 / "test", localization=False)
     rows = []
     for k, ev in t1.items():
         p = PAPER_T1[k]
         rows.append([f"WSCNN-{k}", ev["accuracy"], p[0], ev["precision"], p[1], ev["recall"], p[2]])
     print("\nTable 1 (simulated test data; Sim Data 2 evaluated with the Sim Data 1 max model)")
     print(table(rows, ["config", "accuracy", "paper", "precision", "paper", "recall", "paper"]))
-    print("max head " + border_line(models / "sim1-max.safetensors"))
+    print("max head " + border_line(model("max")))
     loc = t1["max"]
     with timed("tune segmentation on val", times):
-        cfg, grid = tune_segmentation(models / "sim1-max.safetensors", sim1 / "val")
+        cfg, grid = tune_segmentation(model("max"), sim1 / "val")
     # the same protocol restricted to the paper's segmentation (one image-wide threshold, no
     # per-object extent), to show what peak_fraction adds
-    plain_key = max((k for k in grid if k.endswith("peak_fraction=0.0")), key=lambda k: grid[k]["f1"])
-    plain_cfg = SaliencyConfig(**{k: float(v) for k, v in (kv.split("=") for kv in plain_key.split(","))})
+    plain = max((e for e in grid.values() if e["peak_fraction"] == 0), key=lambda e: e["f1"])
+    plain_cfg = SaliencyConfig(sigma=plain["sigma"], threshold=plain["threshold"], peak_fraction=0.0)
     with timed("localisation on test, tuned", times):
-        sal, boxes = saliency_of_positives(models / "sim1-max.safetensors", sim1 / "test")
+        sal, boxes = saliency_of_positives(model("max"), sim1 / "test")
         tuned = localize(sal, boxes, cfg)
         plain = localize(sal, boxes, plain_cfg)
     d = SaliencyConfig()
@@ -255,7 +259,7 @@ def main() -> None:
               + (f"{watch.reached_s:.0f} s ({watch.reached_s / 60:.1f} min), epoch {watch.reached_epoch}"
                  if watch.reached_s is not None else f"not reached in {e_max} epochs") + " (target <= 10 min)")
     res["table1"] = {k: {m: v[m] for m in ("accuracy", "precision", "recall", "n")} for k, v in t1.items()}
-    res["border"] = {h: _border_record(models / f"sim1-{h}.safetensors") for h in ("max", "avg", "fc")}
+    res["border"] = {h: _border_record(model(h)) for h in ("max", "avg", "fc")}
     res["table3"] = {k: v for k, v in loc.items() if k.startswith("localization")}
     res["paper"] = {"table1": PAPER_T1, "table3": PAPER_T3}
 
