@@ -89,6 +89,11 @@ def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
     panel.min_area.value = 5
     qtbot.wait(300)
     assert len(counted) == 1 and len(forward) == n_forward
+    # "object extent" trims every object towards its own peak: fewer labelled pixels, same objects
+    n_px, n_obj = (objects.data > 0).sum(), len(objects.features)
+    panel.peak_fraction.value = 0.85
+    qtbot.waitUntil(lambda: (objects.data > 0).sum() < n_px, timeout=5_000)
+    assert len(objects.features) == n_obj and len(forward) == n_forward
     assert len(viewer.layers["cells peaks"].data) == len(viewer.layers["cells objects"].features)
     assert viewer.layers["cells objects"] is objects  # updated in place, not re-added
 
