@@ -104,7 +104,7 @@ def test_memmapped_tiff_predicts_in_bounded_memory(tmp_path):
         return res
 
     third, res = run(SIDE // 3), run(SIDE)
-    assert res["maps_shape"][1:] == [745, 745]  # the class maps of the whole field, at 1/8 resolution
+    assert res["maps_shape"][1:] == [754, 754]  # the class maps of the field and its 35 px margin, at 1/8
     assert abs(sum(res["probabilities"]) - 1) < 1e-5 and res["saliency_max"] > 0
     assert res["anon_growth_mb"] < FLOAT32_IMAGE_MB / 2, res
     assert res["anon_growth_mb"] <= 1.25 * third["anon_growth_mb"] + 8, (third, res)  # 3x the rows, same heap
@@ -134,15 +134,20 @@ def test_lazy_prediction_equals_predict_wscnn():
     rng = np.random.default_rng(1)
     img = (rng.random((520, 610)) * 20000).astype(np.uint16)
     img[300:315, 410:425] = 60000
-    for mode in ("map", "max"):
-        ref = predict_wscnn(lm, img[None], saliency=True, saliency_mode=mode, border=False)
-        p = predict_wscnn_lazy(lm, img, tile=256, saliency_mode=mode, channels_last=False)
-        assert p.n_tiles > 4
+    img[:12, 200:215] = 60000  # an object at the edge, where the border margin matters
+    edge = {}
+    for mode, border in (("map", False), ("max", False), ("map", True), ("max", True)):
+        # border: the margin (35 px of the median) read lazily around the field, cropped back
+        ref = predict_wscnn(lm, img[None], saliency=True, saliency_mode=mode, border=border)
+        p = predict_wscnn_lazy(lm, img, tile=256, saliency_mode=mode, channels_last=False, border=border)
+        assert p.n_tiles > 4 and p.saliency.shape == img.shape
+        edge[mode, border] = p.saliency[:12, 200:215].copy()
         np.testing.assert_allclose(p.probabilities, ref.probabilities, atol=1e-6)
         np.testing.assert_allclose(p.class_maps_window(0, 520, 0, 610), ref.class_maps, atol=1e-5)
         np.testing.assert_allclose(p.class_maps_window(100, 180, 333, 400), ref.class_maps[:, 100:180, 333:400],
                                    atol=1e-5)
         np.testing.assert_allclose(p.saliency, ref.saliency, atol=1e-5 * float(ref.saliency.max()))
+    assert not np.allclose(edge["map", True], edge["map", False])  # the margin changed what the edge sees
     # the tile reader: windows cover the image, values scaled like imageio.to_float
     seen = np.zeros(img.shape, bool)
     for t, px in iter_tiles(img, 200, 40):
@@ -151,3 +156,27 @@ def test_lazy_prediction_equals_predict_wscnn():
         seen[t.y0:t.y1, t.x0:t.x1] = True
     assert seen.all()
     assert LazyImage(np.zeros((3, 40, 50), np.uint8), channels=[2]).shape == (1, 40, 50)
+
+
+def test_lazy_border_matches_pad_border():
+    """The lazily read margin is predict_wscnn's: pad_border of the float image (the fill is
+    each channel's median), read window by window; for big images the median comes from
+    every k-th row."""
+    from napari_rarepheno.core.border import CroppedRows, LazyBorder, pad_border
+    from napari_rarepheno.core.tiles import LazyImage
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 4000, (2, 90, 70)).astype(np.uint16)
+    lb = LazyBorder(LazyImage(img), 20)
+    ref = pad_border(img.astype(np.float32) / np.float32(65535), 20)
+    assert lb.shape == ref.shape == (2, 130, 110)
+    np.testing.assert_array_equal(lb.read(0, 130, 0, 110), ref)
+    np.testing.assert_array_equal(lb.read(5, 33, 90, 110), ref[:, 5:33, 90:110])  # a window across the edge
+    sub = LazyBorder(LazyImage(img), 20, max_pixels=1000)  # every 7th row
+    assert np.abs(sub.fill * 65535 - np.median(img, axis=(1, 2))).max() < 200  # of 4000 uniform values
+    out = np.zeros((90, 70), np.float32)
+    w = CroppedRows(out, 20, 90, 70)
+    padded = np.arange(130 * 110, dtype=np.float32).reshape(130, 110)
+    w[0:64] = padded[0:64]
+    w[64:130] = padded[64:130]
+    np.testing.assert_array_equal(out, padded[20:110, 20:90])

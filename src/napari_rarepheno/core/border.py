@@ -10,6 +10,8 @@ models: :func:`decide_border`) and stored in ``meta.training["border_margin"]``.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -87,4 +89,46 @@ def decide_border(model, val, norm, device, margin: int, *, batch_size: int = 64
     return border_decision(row, margin)
 
 
-__all__ = ["border_margin", "pad_border", "crop_border", "border_decision", "decide_border"]
+class LazyBorder:
+    """:func:`pad_border` for images read tile by tile (``core.tiles.LazyImage``): the image
+    seen with ``margin`` px of background on each side, filled per channel with the median of
+    the float image as ``predict_wscnn`` fills it (exact up to ``max_pixels``; bigger images:
+    the median of every k-th row). ``read``
+    takes windows in padded coordinates, as ``LazyImage.read`` does in its own."""
+
+    def __init__(self, img, margin: int, max_pixels: int = 4_000_000):
+        C, H, W = img.shape
+        self.img, self.margin = img, int(margin)
+        self.shape = (C, H + 2 * self.margin, W + 2 * self.margin)
+        step = max(1, math.ceil(H * W / max_pixels))
+        band = max(1, max_pixels // max(W, 1)) if step == 1 else 1
+        rows = np.concatenate([img.read(y, min(y + band, H), 0, W) for y in range(0, H, step * band)], axis=1)
+        self.fill = np.median(rows, axis=(-2, -1)).astype(np.float32)  # as predict_wscnn: of the float image
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Window in padded coordinates, float32 (C, h, w) as ``LazyImage.read``."""
+        m, (_, H, W) = self.margin, self.img.shape
+        out = np.empty((self.shape[0], y1 - y0, x1 - x0), np.float32)
+        out[...] = self.fill[:, None, None]
+        iy0, iy1, ix0, ix1 = max(y0 - m, 0), min(y1 - m, H), max(x0 - m, 0), min(x1 - m, W)
+        if iy0 < iy1 and ix0 < ix1:
+            out[:, iy0 + m - y0:iy1 + m - y0, ix0 + m - x0:ix1 + m - x0] = self.img.read(iy0, iy1, ix0, ix1)
+        return out
+
+
+class CroppedRows:
+    """Row-wise writer of a padded (H + 2m, W + 2m) map into ``out`` (H, W): ``w[r0:r1] = rows``
+    keeps the rows and columns inside the image (the inverse of :class:`LazyBorder`)."""
+
+    def __init__(self, out, margin: int, H: int, W: int):
+        self.out, self.margin, self.H, self.W = out, int(margin), H, W
+
+    def __setitem__(self, rows: slice, value: np.ndarray) -> None:
+        m = self.margin
+        a, b = max(rows.start, m), min(rows.stop, m + self.H)
+        if a < b:
+            self.out[a - m:b - m] = value[a - rows.start:b - rows.start, m:m + self.W]
+
+
+__all__ = ["border_margin", "pad_border", "crop_border", "border_decision", "decide_border", "LazyBorder",
+           "CroppedRows"]

@@ -51,15 +51,18 @@ class LazyImage:
         self.dtype = np.dtype(array.dtype)
         self.shape = (len(self.channels) if self.channels is not None else n_ch,) + shape[-2:]
 
-    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Window [y0:y1, x0:x1] as float32 (C, h, w): integers scaled to [0, 1] by their dtype."""
+    def read_raw(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Window [y0:y1, x0:x1] as (C, h, w) in the array's own dtype."""
         win = self.array[y0:y1, x0:x1] if self.is_2d else self.array[:, y0:y1, x0:x1]
         if hasattr(win, "compute"):  # dask
             win = win.compute()
         win = np.asarray(win)
         win = win[None] if self.is_2d else win
-        if self.channels is not None:
-            win = win[self.channels]
+        return win[self.channels] if self.channels is not None else win
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Window [y0:y1, x0:x1] as float32 (C, h, w): integers scaled to [0, 1] by their dtype."""
+        win = self.read_raw(y0, y1, x0, x1)
         if win.dtype == np.bool_:
             out = win.astype(np.float32)
         elif np.issubdtype(win.dtype, np.integer):
@@ -202,7 +205,7 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
                        channels_last: bool = True, fast: bool = True, saliency_mode: str = "map",
                        target: int | None = None,
                        norm: Normalization | None = None, callback: ProgressCallback = None,
-                       cancel: CancelToken | None = None) -> LazyPrediction:
+                       cancel: CancelToken | None = None, border: bool = True) -> LazyPrediction:
     """WSCNN probabilities, class maps and saliency of a big (C, H, W) or (H, W) array-like,
     read and processed tile by tile (see the module docstring).
 
@@ -211,9 +214,11 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     ``precision``: 'fp32' (default; equals ``predict_wscnn`` up to float error) or 'auto' /
     'bf16' (faster on CPUs with bf16 units, ~1e-2 relative deviation of the saliency).
     ``fast``: predict with :func:`inference_copy` (batch norm folded; same results up to
-    float rounding). Unlike ``predict_wscnn`` it adds no border margin
-    (``core.border.border_margin``): it equals ``predict_wscnn(..., border=False)``, and
-    objects within ~30 px of the field's edge get less evidence."""
+    float rounding). ``border``: as ``predict_wscnn``, add the model's border margin
+    (``core.border.border_margin``) of background around the field (read lazily:
+    ``core.border.LazyBorder``); ``class_maps`` then include the margin's units and
+    ``offset`` is relative to the field's own pixel (0, 0)."""
+    from .border import CroppedRows, LazyBorder, border_margin
     from .device import resolve_precision
     from .predict import _check_tiling, as_device, owned_units, positive_index
     from .saliency import eval_mode, objective_weights, unit_geometry
@@ -228,6 +233,10 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     if min(H, W) < model.min_input_size:
         m = model.min_input_size
         raise InputError(f"image is {H}x{W} px, smaller than the network's minimum input of {m}x{m} px")
+    margin = border_margin(loaded) if border else 0
+    if margin:
+        img, (H0, W0) = LazyBorder(img, margin), (H, W)
+        H, W = img.shape[1:]
     dev = as_device(device)
     amp = resolve_precision(precision, dev)
     nrm = norm if norm is not None else Normalization.from_dict(meta.normalization)
@@ -246,10 +255,12 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    size = (H0, W0) if margin else (H, W)
     if saliency and out is None:
-        out = np.zeros((H, W), np.float32)
-    elif saliency and tuple(out.shape) != (H, W):
-        raise InputError(f"out has shape {tuple(out.shape)}, the saliency of this image needs {(H, W)}")
+        out = np.zeros(size, np.float32)
+    elif saliency and tuple(out.shape) != size:
+        raise InputError(f"out has shape {tuple(out.shape)}, the saliency of this image needs {size}")
+    sink = CroppedRows(out, margin, *size) if saliency and margin else out
 
     rows = [(ya, ua) for ya, ua in zip(ys, oy) if ua[0] < ua[1]]
     cols = [(xa, va) for xa, va in zip(xs, ox) if va[0] < va[1]]
@@ -266,7 +277,7 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
         for kind, grad in passes:
             if kind == "grad":
                 weights = objective_weights(maps, t, saliency_mode)
-            band = _Band(C, max(b - a for a, b in ys), W, out) if grad else None
+            band = _Band(C, max(b - a for a, b in ys), W, sink) if grad else None
             for (y0, y1), (uy0, uy1) in rows:
                 if grad:
                     band.start(y0, y1)
@@ -297,7 +308,7 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
             if grad:
                 band.flush(H)
     probs = torch.softmax(maps.amax(dim=(2, 3)), 1)[0].numpy().astype(np.float32)
-    return LazyPrediction(probs, maps[0].numpy(), out if saliency else None, names, offset, stride,
+    return LazyPrediction(probs, maps[0].numpy(), out if saliency else None, names, offset - margin, stride,
                           len(rows) * len(cols))
 
 
