@@ -186,16 +186,21 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
     scfg = saliency_config or SaliencyConfig()
     for s in range(0, len(data), batch_size):
         sl = slice(s, min(s + batch_size, len(data)))
-        p, sal = saliency_batch(lm, data.images[sl], device=dev, saliency=want_loc, norm=norm)
+        # saliency (a backward pass) only for the positive images the localisation scores
+        pos = np.flatnonzero(data.labels[sl] == 1) if want_loc else np.zeros(0, int)
+        p = np.zeros((sl.stop - sl.start, len(lm.meta.class_names)), np.float32)
+        rest = np.setdiff1d(np.arange(sl.stop - sl.start), pos)
+        if len(rest):
+            p[rest] = saliency_batch(lm, data.images[sl][rest], device=dev, saliency=False, norm=norm)[0]
+        if len(pos):
+            p[pos], sal = saliency_batch(lm, data.images[sl][pos], device=dev, norm=norm)
         probs.append(p)
-        if want_loc:
-            for j, i in enumerate(range(sl.start, sl.stop)):
-                if data.labels[i] != 1:
-                    continue
-                det = segment_saliency(sal[j], scfg)
-                boxes = boxes_by_image.get(data.relpath(i), [])
-                counts.append(localization_counts(det.mask, boxes))
-                hits.append(detection_counts(det.peaks, boxes))
+        for j, k in enumerate(pos):
+            i = sl.start + int(k)
+            det = segment_saliency(sal[j], scfg)
+            boxes = boxes_by_image.get(data.relpath(i), [])
+            counts.append(localization_counts(det.mask, boxes))
+            hits.append(detection_counts(det.peaks, boxes))
         if progress is not None:
             progress(sl.stop, len(data))
     probs = np.concatenate(probs)
