@@ -58,7 +58,7 @@ class TrainPanel(QWidget):
                              tooltip="images per step; 0: the recipe's (50 WSCNN, 100 DeepYeast). Smaller "
                              "batches take more steps per epoch (small data sets learn in fewer epochs)")
         self.lr = FloatSpinBox(label="learning rate", value=0.0, min=0.0, max=1.0, step=0.0001,
-                               tooltip="0: the recipe's (AdamW with a one-cycle schedule)")
+                               tooltip="0: the recipe's (AdamW; WSCNN 3e-4 held, then decayed; DeepYeast one-cycle)")
         self.lr.native.setDecimals(5)
         self.device = DevicePicker()
         self.seed = SpinBox(label="seed", value=0, min=0, max=2 ** 31 - 1)

@@ -159,7 +159,7 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--quick", action="store_true", help="a tiny, fast run (40 images per class, 2 epochs)")
     p.add_argument("--n-per-class", type=int, default=None, help="simulated images per class (default 300)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW, one-cycle)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
     p.add_argument("--batch-size", type=int, default=16,
                    help="images per step (small: more steps per epoch, learns in fewer epochs)")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default cpu)")
