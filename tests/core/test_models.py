@@ -82,3 +82,64 @@ def test_deepyeast_architecture():
 def test_build_model_from_dict():
     m = build_model("wscnn", {"in_channels": 2, "depth": 6})
     assert m.config.in_channels == 2 and m.config.depth == 6
+
+
+def _randomise_bn(m, positive: bool):
+    g = torch.Generator().manual_seed(1)
+    for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        n = bn.num_features
+        w = torch.rand(n, generator=g) + 0.5
+        if not positive:
+            w[::3] *= -1
+        bn.weight.data, bn.bias.data = w, torch.randn(n, generator=g)
+        bn.running_mean, bn.running_var = torch.randn(n, generator=g), torch.rand(n, generator=g) + 0.5
+
+
+@pytest.mark.parametrize("depth", [4, 6])
+def test_pool_first_is_the_paper_network_where_bn_scales_are_positive(depth):
+    """conv -> pool -> BN -> ReLU computes what conv -> BN -> ReLU -> pool computes (eval mode)
+    when every BN scale is positive: same geometry, same parameters, same class maps; with a
+    negative scale it is a different function (max before a decreasing map picks the wrong value)."""
+    paper, fast = WSCNN(WSCNNConfig(depth=depth)), WSCNN(WSCNNConfig(depth=depth, pool_first=True))
+    assert fast.receptive_field() == paper.receptive_field() and fast.min_input_size == paper.min_input_size
+    assert count_parameters(fast) == count_parameters(paper)
+    x = torch.randn(2, 1, 120, 150)
+    for positive in (True, False):
+        _randomise_bn(paper, positive)
+        kinds = (torch.nn.Conv2d, torch.nn.BatchNorm2d)
+        for a, b in zip([m for m in paper.modules() if isinstance(m, kinds)],
+                        [m for m in fast.modules() if isinstance(m, kinds)]):
+            b.load_state_dict(a.state_dict())
+        with torch.no_grad():
+            same = torch.allclose(paper.eval().class_maps(x), fast.eval().class_maps(x), atol=1e-4)
+        assert same == positive
+
+
+def test_model_files_without_pool_first_build_the_paper_order():
+    cfg = {k: v for k, v in WSCNNConfig().__dict__.items() if k != "pool_first"}
+    layers = [type(m) for m in build_model("wscnn", cfg).features]
+    assert layers[:4] == [torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU, torch.nn.MaxPool2d]
+    fast = [type(m) for m in build_model("wscnn", dict(cfg, pool_first=True)).features]
+    assert fast[:4] == [torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.BatchNorm2d, torch.nn.ReLU]
+
+
+@pytest.mark.parametrize("pool_first", [False, True])
+@pytest.mark.parametrize("positive", [True, False])
+def test_inference_copy_folds_bn_only_where_exact(pool_first, positive):
+    """Prediction's copy (core.tiles.inference_copy) folds BN into the conv before it; after a
+    pooling only when every scale is positive. Class maps and input gradients stay the model's."""
+    from napari_rarepheno.core.tiles import inference_copy
+
+    m = WSCNN(WSCNNConfig(pool_first=pool_first))
+    _randomise_bn(m, positive)
+    m.eval()
+    fast = inference_copy(m, channels_last=False)
+    n_bn = sum(isinstance(mod, torch.nn.BatchNorm2d) for mod in fast.modules())
+    assert n_bn == (3 if pool_first and not positive else 0)
+    x = torch.randn(2, 1, 100, 120, requires_grad=True)
+    ref = m.class_maps(x)
+    (g_ref,) = torch.autograd.grad(ref[:, 1].sum(), x)
+    out = fast.class_maps(x)
+    (g,) = torch.autograd.grad(out[:, 1].sum(), x)
+    assert torch.allclose(out, ref, atol=1e-4)
+    assert torch.allclose(g, g_ref, atol=1e-4)

@@ -164,3 +164,18 @@ def test_precise_bn_recomputes_statistics_on_unaugmented_images(tmp_path):
     assert Trainer(WSCNN(cfg), meta, TrainConfig(epochs=1), AugmentConfig(), norm).precise_bn_images() == 0
     assert Trainer(WSCNN(cfg), meta, TrainConfig(epochs=1, precise_bn=0), AugmentConfig.wscnn_paper(),
                    norm).precise_bn_images() == 0
+
+
+def test_new_wscnn_models_pool_first_except_under_the_paper_recipe(wscnn_data, wscnn_model, tmp_path):
+    from napari_rarepheno.core.modelfile import read_meta
+    from napari_rarepheno.core.wscnn import WSCNNOptions, train_wscnn
+
+    assert read_meta(wscnn_model).config["pool_first"] is True  # the default (fast) recipe
+    res = train_wscnn(wscnn_data, tmp_path / "paper.safetensors", WSCNNOptions(),
+                      TrainConfig(epochs=1, device="cpu", seed=0, batch_size=8, recipe="paper"))
+    assert res.model.config.pool_first is False
+    assert read_meta(tmp_path / "paper.safetensors").config["pool_first"] is False
+    # continuing a model keeps its order whatever the recipe
+    res = train_wscnn(wscnn_data, tmp_path / "more.safetensors", WSCNNOptions(),
+                      TrainConfig(epochs=1, device="cpu", seed=0, batch_size=8), init_from=tmp_path / "paper.safetensors")
+    assert res.model.config.pool_first is False

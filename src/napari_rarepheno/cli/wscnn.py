@@ -1,6 +1,7 @@
 """``rarepheno simulate | mosaic | train wscnn | evaluate | predict | info``."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def cmd_train_wscnn(args) -> int:
     from ..core.wscnn import WSCNNOptions, train_wscnn
 
     opts = WSCNNOptions(depth=args.depth, head=args.head, conv2_kernel=args.conv2_kernel,
-                        channels=parse_channels(args.channels))
+                        channels=parse_channels(args.channels), pool_first=args.pool_first)
     if args.no_augment:
         from ..core.augment import AugmentConfig
         opts.augment = AugmentConfig.none()
@@ -143,6 +144,10 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--depth", type=int, choices=[4, 6], default=4)
     p.add_argument("--head", choices=["max", "avg", "fc"], default="max")
     p.add_argument("--conv2-kernel", type=int, choices=[3, 5, 7], default=3, help="7 for cell images")
+    p.add_argument("--pool-first", action=argparse.BooleanOptionalAction, default=None,
+                   help="max-pool right after each pooled convolution, then BN + ReLU (~24%% faster CPU "
+                   "training, the same function where BN scales are positive); default: yes, except "
+                   "with --recipe paper (conv -> BN -> ReLU -> pool)")
     p.add_argument("--no-augment", action="store_true")
     p.set_defaults(func=cmd_train_wscnn)
 

@@ -30,6 +30,17 @@ class WSCNNConfig:
     class map keeps the same resolution and receptive-field stride).
     ``head='avg'`` (global average pooling) and ``head='fc'`` (a fully connected layer on
     the flattened class maps, needs a fixed ``input_size``) are the paper's ablations.
+
+    ``pool_first``: in the blocks that end in a 2x2 max pooling, pool right after the
+    convolution and apply BN + ReLU to the pooled map (conv -> pool -> BN -> ReLU) instead
+    of conv -> BN -> ReLU -> pool. Both are the paper's text ("normalized using batch
+    normalization, equipped with ReLU ... each convolutional layer is followed by max-pooling").
+    Wherever a channel's BN scale is positive the two compute the same function (max pooling
+    commutes with an increasing per-channel affine map and with ReLU); only the batch
+    statistics differ (pooled vs. full-resolution values). Pooling first runs BN and ReLU on
+    a quarter of the values: a CPU training step of the default network is ~24% faster
+    (benchmarks/results). Model files written before this option have no such key and load
+    with the paper order (False).
     """
 
     in_channels: int = 1
@@ -39,6 +50,7 @@ class WSCNNConfig:
     conv2_kernel: int = 3
     widths: tuple[int, int, int] = (50, 100, 100)
     input_size: tuple[int, int] | None = None  # (H, W), required for head="fc"
+    pool_first: bool = False
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -58,6 +70,14 @@ def _conv_bn_relu(cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, padding=pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
+def _pooled(block: list[nn.Module], pool_first: bool) -> list[nn.Module]:
+    """A conv-BN-ReLU block followed by 2x2 max pooling, in the configured order."""
+    if pool_first:
+        conv, bn, relu = block
+        return [conv, nn.MaxPool2d(2), bn, relu]
+    return block + [nn.MaxPool2d(2)]
+
+
 class WSCNN(nn.Module):
     """Weakly supervised CNN whose class maps localise the evidence for each class."""
 
@@ -67,16 +87,15 @@ class WSCNN(nn.Module):
         super().__init__()
         self.config = cfg = config or WSCNNConfig()
         w1, w2, w3 = cfg.widths
+        pf = cfg.pool_first
         layers: list[nn.Module] = []
-        layers += _conv_bn_relu(cfg.in_channels, w1, 11, 0) + [nn.MaxPool2d(2)]
-        layers += _conv_bn_relu(w1, w2, cfg.conv2_kernel, 0)
+        layers += _pooled(_conv_bn_relu(cfg.in_channels, w1, 11, 0), pf)
         if cfg.depth == 6:
-            layers += _conv_bn_relu(w2, w2, 3, 1)
-        layers += [nn.MaxPool2d(2)]
-        layers += _conv_bn_relu(w2, w3, 5, 1)
-        if cfg.depth == 6:
-            layers += _conv_bn_relu(w3, w3, 3, 1)
-        layers += [nn.MaxPool2d(2)]
+            layers += _conv_bn_relu(w1, w2, cfg.conv2_kernel, 0) + _pooled(_conv_bn_relu(w2, w2, 3, 1), pf)
+            layers += _conv_bn_relu(w2, w3, 5, 1) + _pooled(_conv_bn_relu(w3, w3, 3, 1), pf)
+        else:
+            layers += _pooled(_conv_bn_relu(w1, w2, cfg.conv2_kernel, 0), pf)
+            layers += _pooled(_conv_bn_relu(w2, w3, 5, 1), pf)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(w3, cfg.n_classes, 5, padding=1)
         self.fc = None

@@ -139,6 +139,11 @@ class _FirstConv(torch.nn.Module):
         return _InputGradConv.apply(x, w, b, self.padding)
 
 
+def _bn_scale(bn: torch.nn.BatchNorm2d) -> torch.Tensor:
+    w = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    return w / torch.sqrt(bn.running_var + bn.eps)
+
+
 def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
     """An eval-mode copy of a WSCNN-like model (``features`` + ``classifier``) for prediction:
     every BatchNorm folded into the convolution before it (exact up to rounding: eval-mode
@@ -156,6 +161,11 @@ def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.
     for i in range(len(layers) - 1):
         if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
             layers[i], layers[i + 1] = fuse_conv_bn_eval(layers[i], layers[i + 1]), nn.Identity()
+        elif (i + 2 < len(layers) and isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.MaxPool2d)
+              and isinstance(layers[i + 2], nn.BatchNorm2d) and _bn_scale(layers[i + 2]).gt(0).all()):
+            # conv -> pool -> BN (WSCNNConfig.pool_first): max pooling commutes with a per-channel
+            # affine map whose scale is positive, so the BN folds into the conv there too
+            layers[i], layers[i + 2] = fuse_conv_bn_eval(layers[i], layers[i + 2]), nn.Identity()
     first = layers[0]
     if (isinstance(first, nn.Conv2d) and first.stride == (1, 1) and first.dilation == (1, 1) and first.groups == 1
             and isinstance(first.padding, tuple)):

@@ -226,8 +226,14 @@ class Trainer:
             return self._fit(train, val, resume, val_variants or {})
 
     def _validate(self, val: ImageSet, variants: dict[str, np.ndarray]) -> dict:
+        net = self.model
+        if getattr(net, "kind", None) == "wscnn":
+            from .tiles import inference_copy
+
+            net = inference_copy(net, self.channels_last)  # BN folded: ~18% faster on CPU, same outputs
+
         def ev(images):
-            return evaluate_arrays(self.model, images, val.labels, self.norm, self.device, self.cfg.eval_batch_size,
+            return evaluate_arrays(net, images, val.labels, self.norm, self.device, self.cfg.eval_batch_size,
                                    self.amp_dtype, self.channels_last)
         plain = ev(val.images)
         if not variants:

@@ -35,7 +35,7 @@ def _evaluate_arrays(model, images, labels, norm, device, batch_size, autocast_d
     for s in range(0, len(images), batch_size):
         xb = to_model_input(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])), norm, device,
                             channels_last)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = model(xb)
         logits = logits.float()
         probs.append(torch.softmax(logits, 1).cpu())

@@ -5,7 +5,7 @@ The folder contract is ``DATA/{train,val,test}/{negative,positive}/*`` with opti
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +29,7 @@ class WSCNNOptions:
     head: str = "max"
     conv2_kernel: int = 3
     channels: list[int] | None = None
+    pool_first: bool | None = None      # WSCNNConfig.pool_first; None: yes, except under the paper recipe
     val_fraction: float = 0.2           # used only when DATA has no val/ split
     augment: AugmentConfig = field(default_factory=AugmentConfig.wscnn_paper)
 
@@ -84,7 +85,7 @@ def build_wscnn(train: ImageSet, opts: WSCNNOptions, seed: int = 0) -> tuple[WSC
     import torch
 
     cfg = WSCNNConfig(in_channels=train.n_channels, n_classes=2, depth=opts.depth, head=opts.head,
-                      conv2_kernel=opts.conv2_kernel,
+                      conv2_kernel=opts.conv2_kernel, pool_first=bool(opts.pool_first),
                       input_size=tuple(train.images.shape[2:]) if opts.head == "fc" else None)
     torch.manual_seed(seed)  # the initial weights are part of the seeded run
     model = WSCNN(cfg)
@@ -113,10 +114,12 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
 
         check_model_output(out)
         remove_stale_temps(*checkpoint_paths(Path(out)))  # left by a killed run; the real files are intact
+    prev = load_model(init_from, expect_kind="wscnn") if init_from is not None else None
+    if opts.pool_first is None:  # a continued model keeps its layer order
+        opts = replace(opts, pool_first=prev.model.config.pool_first if prev else cfg.recipe != "paper")
     train, val = load_train_val(data_dir, opts, cfg.seed, load_progress)
     model, meta = build_wscnn(train, opts, cfg.seed)
-    if init_from is not None:
-        prev = load_model(init_from, expect_kind="wscnn")
+    if prev is not None:
         if prev.model.config != model.config:
             raise InputError(f"cannot continue training: the model was built for {prev.model.config}, the data "
                              f"and options need {model.config}", init_from)

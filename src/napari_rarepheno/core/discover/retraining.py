@@ -30,7 +30,7 @@ def retrain(model: str | Path, data_dir: str | Path, out: str | Path, cfg=None, 
         from ..wscnn import WSCNNOptions, train_wscnn
 
         opts = WSCNNOptions(depth=c.get("depth", 4), head=c.get("head", "max"), conv2_kernel=c.get("conv2_kernel", 3),
-                            channels=meta.channels)
+                            channels=meta.channels, pool_first=c.get("pool_first", False))
         return train_wscnn(data_dir, out, opts, cfg, callback=callback, cancel=cancel, init_from=init)
     if meta.kind == "deepyeast":
         from ..deepyeast import DeepYeastOptions, train_deepyeast
