@@ -143,3 +143,18 @@ def test_inference_copy_folds_bn_only_where_exact(pool_first, positive):
     (g,) = torch.autograd.grad(out[:, 1].sum(), x)
     assert torch.allclose(out, ref, atol=1e-4)
     assert torch.allclose(g, g_ref, atol=1e-4)
+
+
+def test_fc_head_learns_when_every_class_map_value_is_negative():
+    """The fc ablation reads the raw class maps (the paper's last conv has no ReLU). With a
+    ReLU in front (model files written before ``fc_relu``) negative maps give the FC layer
+    zeros and no gradient reaches the network: the session-11 fc run sat at exactly ln 2."""
+    for fc_relu, learns in ((False, True), (True, False)):
+        torch.manual_seed(0)
+        m = WSCNN(WSCNNConfig(head="fc", input_size=(96, 96), fc_relu=fc_relu))
+        m.classifier.bias.data.fill_(-50.0)  # every class-map value below zero
+        loss = torch.nn.functional.cross_entropy(m(torch.randn(4, 1, 96, 96)), torch.tensor([0, 1, 0, 1]))
+        loss.backward()
+        assert (m.classifier.weight.grad.abs().sum() > 0) == learns
+    old = {k: v for k, v in WSCNNConfig(head="fc", input_size=(96, 96)).__dict__.items() if k != "fc_relu"}
+    assert build_model("wscnn", old).config.fc_relu is True

@@ -51,6 +51,7 @@ class WSCNNConfig:
     widths: tuple[int, int, int] = (50, 100, 100)
     input_size: tuple[int, int] | None = None  # (H, W), required for head="fc"
     pool_first: bool = False
+    fc_relu: bool = False  # head="fc": ReLU on the class maps before the FC layer (older files)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -145,7 +146,9 @@ class WSCNN(nn.Module):
             return maps.amax(dim=(2, 3))
         if head == "avg":
             return maps.mean(dim=(2, 3))
-        return self.fc(F.relu(maps).flatten(1))
+        # the paper's last conv has no ReLU; with one, class maps that all start below zero
+        # give the FC layer nothing but zeros and it never learns (fc_relu: older files)
+        return self.fc((F.relu(maps) if self.config.fc_relu else maps).flatten(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.class_maps(x))
@@ -243,6 +246,8 @@ def build_model(kind: str, config: dict | WSCNNConfig | DeepYeastConfig) -> nn.M
         unknown = set(config) - known
         if unknown:
             raise ModelFileError(f"{kind} config has unknown fields {sorted(unknown)}")
+        if kind == "wscnn" and "fc_relu" not in config:
+            config = dict(config, fc_relu=True)  # written before the field: the fc head had the ReLU
         config = cfg_cls(**config)
     return cls(config)
 
