@@ -94,9 +94,9 @@ def matmul_step(dtype: torch.dtype, n: int):
 
 
 # -------------------------------------------------------------------- FLOPs
-def build(kind: str) -> torch.nn.Module:
+def build(kind: str, pool_first: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
-    return WSCNN(WSCNNConfig()) if kind == "wscnn" else DeepYeast(DeepYeastConfig())
+    return WSCNN(WSCNNConfig(pool_first=pool_first)) if kind == "wscnn" else DeepYeast(DeepYeastConfig())
 
 
 def flops_per_image(kind: str) -> dict:
@@ -211,8 +211,8 @@ def training_variants(kind: str, batch: int, n_images: int, rr: RoundRobin) -> N
 
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
 
-    def ours(channels_last: bool, amp):
-        model = build(kind)
+    def ours(channels_last: bool, amp, pool_first: bool = False):
+        model = build(kind, pool_first)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = make_optimizer(model, "adamw", 1e-4, cfg)
@@ -236,6 +236,9 @@ def training_variants(kind: str, batch: int, n_images: int, rr: RoundRobin) -> N
         rr.add("+ glibc allocator (cpu_allocator_tuned)", ours(True, BF16), batch, alloc=True)
     else:
         rr.add("+ glibc allocator (cpu_allocator_tuned)", ours(True, None), batch, alloc=True)
+    if kind == "wscnn":  # what train_wscnn builds now (WSCNNConfig.pool_first)
+        rr.add("+ pool before BN/ReLU (pool_first)", ours(True, BF16 if cpu_supports_bf16() else None, True),
+               batch, alloc=True)
 
 
 def inference_variants(kind: str, batch: int, n_images: int, rr: RoundRobin) -> None:
