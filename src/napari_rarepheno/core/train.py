@@ -227,7 +227,7 @@ class Trainer:
 
     def _validate(self, val: ImageSet, variants: dict[str, np.ndarray]) -> dict:
         net = self.model
-        if getattr(net, "kind", None) == "wscnn":
+        if getattr(net, "kind", None) == "wscnn" and not self.dist.enabled:  # DDP: SyncBatchNorm, no deepcopy
             from .tiles import inference_copy
 
             net = inference_copy(net, self.channels_last)  # BN folded: ~18% faster on CPU, same outputs
