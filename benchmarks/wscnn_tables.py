@@ -101,25 +101,41 @@ def saliency_of_positives(model, split_dir):
     return sal, boxes
 
 
-def localize(sal, boxes, cfg, metric: str = "localization") -> dict:
-    """``metric='localization'``: the paper's rule (mask covers >= 90% of a box);
-    'detection': a saliency peak inside the box."""
+def _score(dets, boxes, metric: str) -> dict:
     from napari_rarepheno.core.metrics import detection_counts, localization_counts, localization_metrics
-    from napari_rarepheno.core.segment import segment_saliency
 
-    dets = (segment_saliency(s, cfg) for s in sal)
     if metric == "detection":
         return localization_metrics((detection_counts(d.peaks, b) for d, b in zip(dets, boxes)), prefix=metric)
     return localization_metrics(localization_counts(d.mask, b) for d, b in zip(dets, boxes))
 
 
+def localize(sal, boxes, cfg, metric: str = "localization") -> dict:
+    """``metric='localization'``: the paper's rule (mask covers >= 90% of a box);
+    'detection': a saliency peak inside the box."""
+    from napari_rarepheno.core.segment import segment_saliency
+
+    return _score([segment_saliency(s, cfg) for s in sal], boxes, metric)
+
+
 _SWEEP: tuple = ()  # (saliency maps, boxes, metric) for the worker processes (inherited by fork)
 
 
-def _sweep_one(cfg) -> tuple:
+def _sweep_one(job) -> list[tuple]:
+    """One smoothing and one watershed per image for (sigma, threshold); every peak fraction
+    is then a trim of that segmentation (equal to segmenting with it; tested)."""
+    from dataclasses import replace
+
+    from napari_rarepheno.core.segment import segment_saliency, smooth_saliency, trim_to_peak_fraction
+
+    cfg, fractions = job
     sal, boxes, metric = _SWEEP
-    m = localize(sal, boxes, cfg, metric)
-    return m[f"{metric}_precision"], m[f"{metric}_recall"]
+    smooth = [smooth_saliency(s, cfg.sigma) for s in sal]
+    plain = [segment_saliency(s, replace(cfg, sigma=0.0, peak_fraction=0.0)) for s in smooth]
+    out = []
+    for f in fractions:
+        m = _score([trim_to_peak_fraction(d, s, f) for d, s in zip(plain, smooth)], boxes, metric)
+        out.append((replace(cfg, peak_fraction=f), m[f"{metric}_precision"], m[f"{metric}_recall"]))
+    return out
 
 
 def tune_segmentation(model, val_dir, metric: str = "localization", **fixed) -> tuple[object, dict]:
@@ -135,16 +151,16 @@ def tune_segmentation(model, val_dir, metric: str = "localization", **fixed) -> 
     global _SWEEP
     sal, boxes = saliency_of_positives(model, val_dir)
     fractions = (0.0, 0.3, 0.4, 0.5) if metric == "localization" else (SaliencyConfig().peak_fraction,)
-    cfgs = [SaliencyConfig(sigma=sigma, threshold=thr, peak_fraction=f, **fixed) for sigma in (2.0, 3.0, 4.0, 5.0)
-            for thr in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5) for f in fractions]
+    jobs = [(SaliencyConfig(sigma=sigma, threshold=thr, **fixed), fractions) for sigma in (2.0, 3.0, 4.0, 5.0)
+            for thr in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)]
     _SWEEP = (sal, boxes, metric)
     try:
         with mp.get_context("fork").Pool(max(1, min(len(os.sched_getaffinity(0)), 8))) as pool:
-            pr = pool.map(_sweep_one, cfgs, chunksize=1)
+            results = [r for rs in pool.map(_sweep_one, jobs, chunksize=1) for r in rs]
     finally:
         _SWEEP = ()
     best, best_f1, grid = None, -1.0, {}
-    for cfg, (p, r) in zip(cfgs, pr):
+    for cfg, p, r in results:
         f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
         grid[f"sigma={cfg.sigma},threshold={cfg.threshold},peak_fraction={cfg.peak_fraction}"] = {
             "sigma": cfg.sigma, "threshold": cfg.threshold, "peak_fraction": cfg.peak_fraction,

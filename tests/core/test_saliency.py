@@ -195,6 +195,28 @@ def test_peak_fraction_gives_each_object_its_own_extent():
     assert np.array_equal(own.areas, np.bincount(own.labels.ravel(), minlength=3)[1:])
 
 
+def test_trimming_a_plain_segmentation_equals_segmenting_with_the_fraction():
+    """The benchmark's sweep segments once per threshold and trims for each fraction; that
+    must give exactly what segment_saliency gives with the fraction set, and leave the
+    untrimmed detections as they were."""
+    from napari_rarepheno.core.segment import smooth_saliency, trim_to_peak_fraction
+
+    rng = np.random.default_rng(3)
+    s = blobs([(20, 20), (22, 52), (60, 40), (75, 80)], amps=[1.0, 0.5, 0.3, 0.8], sigma=5.0)
+    s = s + 0.05 * rng.random(s.shape)
+    for sigma in (0.0, 2.0):
+        base = SaliencyConfig(sigma=sigma, threshold=0.15, min_distance=4, min_area=5, peak_fraction=0)
+        plain = segment_saliency(s, base)
+        before = plain.labels.copy()
+        for f in (0.0, 0.3, 0.6):
+            want = segment_saliency(s, SaliencyConfig(**{**base.__dict__, "peak_fraction": f}))
+            got = trim_to_peak_fraction(plain, smooth_saliency(s, sigma), f)
+            assert np.array_equal(got.labels, want.labels) and np.array_equal(got.areas, want.areas)
+            assert np.array_equal(got.mask, want.mask) and np.array_equal(got.peaks, want.peaks)
+        assert np.array_equal(plain.labels, before)
+        assert got.mask.sum() < plain.mask.sum()  # 0.6 did cut something
+
+
 def test_threshold_modes_min_area_and_scores():
     s = blobs([(20, 20), (70, 70)], amps=[1.0, 0.3])
     rel = segment_saliency(s, SaliencyConfig(sigma=1, threshold=0.5, threshold_mode="relative"))
