@@ -40,57 +40,23 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed_timing as timing  # noqa: E402
 from common import save, table  # noqa: E402
+from speed_targets import crops_target, field_target  # noqa: E402
+from speed_timing import RoundRobin, machine_extra, matmul_gflops, matmul_step, rows_for  # noqa: E402
 
 from napari_rarepheno.core.augment import AugmentConfig, augment_batch, sample_affine  # noqa: E402
-from napari_rarepheno.core.device import (cpu_allocator_tuned, cpu_native_bf16, cpu_supports_bf16,  # noqa: E402
+from napari_rarepheno.core.device import (cpu_supports_bf16,  # noqa: E402
                                           resolve_precision)
-from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta  # noqa: E402
+from napari_rarepheno.core.modelfile import ModelMeta  # noqa: E402
 from napari_rarepheno.core.models import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict  # noqa: E402
 from napari_rarepheno.core.normalize import Normalization  # noqa: E402
 from napari_rarepheno.core.train import make_optimizer, TrainConfig  # noqa: E402
 from napari_rarepheno.core.validation import to_model_input  # noqa: E402
 
 BF16 = torch.bfloat16
-CLOCK = time.perf_counter  # --cpu-time: time.thread_time
-ROOF: dict = {}             # measured roofline GFLOP/s
 NETS = {"wscnn": dict(shape=(1, 210, 280), augment=AugmentConfig.wscnn_paper(), batch=50, eval_batch=16),
         "deepyeast": dict(shape=(2, 64, 64), augment=AugmentConfig.deepyeast(), batch=100, eval_batch=256)}
-
-
-# ------------------------------------------------------------------ machine
-def machine_extra() -> dict:
-    caps = {}
-    try:
-        c = torch.backends.cpu.get_cpu_capability()
-        caps = {k: v for k, v in torch.cpu.get_capabilities().items()
-                if k in ("avx512_f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2")} if hasattr(
-            torch.cpu, "get_capabilities") else {}
-        caps["aten_capability"] = c
-    except Exception:
-        pass
-    return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-            "mkldnn": torch.backends.mkldnn.is_available(), "bf16_supported": cpu_supports_bf16(),
-            "bf16_native_amx": cpu_native_bf16(), "capabilities": caps,
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg_start": os.getloadavg()[0]}
-
-
-def matmul_gflops(dtype: torch.dtype, n: int, reps: int) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    ts = []
-    for _ in range(reps):
-        t = CLOCK()
-        a @ b
-        ts.append(CLOCK() - t)
-    return 2 * n ** 3 / statistics.median(ts) / 1e9
-
-
-def matmul_step(dtype: torch.dtype, n: int):
-    """A round-robin 'variant' whose throughput is the matmul roofline (n^3 multiply-adds per step)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return lambda: a @ b
 
 
 # -------------------------------------------------------------------- FLOPs
@@ -116,42 +82,6 @@ def flops_per_image(kind: str) -> dict:
         F.cross_entropy(model(x), torch.tensor([0, 1])).backward()
     return {"forward": fwd / 1e9, "train": fc.get_total_flops() / 2 / 1e9, "forward_by_op": by_op,
             "parameters": sum(p.numel() for p in model.parameters())}
-
-
-# ------------------------------------------------------------------- timing
-class RoundRobin:
-    """Variants take turns; each turn = 1 untimed warm-up step + ``steps`` timed steps."""
-
-    def __init__(self, steps: int, reps: int):
-        self.steps, self.reps = steps, reps
-        self.variants: dict[str, tuple] = {}
-
-    def add(self, name: str, step, images_per_step: int, alloc: bool = False) -> None:
-        self.variants[name] = (step, images_per_step, alloc)
-
-    def run(self, label: str) -> dict[str, float]:
-        """Per variant: images (or multiply-adds) per second in each round. Also records the
-        page faults and kernel (system) CPU seconds per step in ``self.kernel``: deterministic
-        where timings are noisy (fresh pages for every activation are what the allocator
-        setting removes)."""
-        import resource
-
-        times = {k: [] for k in self.variants}
-        self.kernel = {k: {"minor_faults_per_step": [], "system_s_per_step": []} for k in self.variants}
-        for r in range(self.reps):
-            for name, (step, n, alloc) in self.variants.items():
-                with cpu_allocator_tuned(alloc):
-                    step()
-                    u0 = resource.getrusage(resource.RUSAGE_SELF)
-                    t = CLOCK()
-                    for _ in range(self.steps):
-                        step()
-                    times[name].append((CLOCK() - t) / self.steps)
-                    u1 = resource.getrusage(resource.RUSAGE_SELF)
-                self.kernel[name]["minor_faults_per_step"].append((u1.ru_minflt - u0.ru_minflt) / self.steps)
-                self.kernel[name]["system_s_per_step"].append((u1.ru_stime - u0.ru_stime) / self.steps)
-                print(f"  [{label}] round {r + 1}/{self.reps} {name}: {n / times[name][-1]:.1f} /s", flush=True)
-        return {k: [self.variants[k][1] / t for t in v] for k, v in times.items()}  # per round, /s
 
 
 def fake_data(kind: str, n: int, seed: int = 0):
@@ -286,9 +216,9 @@ def trainer_fit(kind: str, n_images: int, batch: int, precision: str = "auto") -
     meta = ModelMeta(kind, config_to_dict(model.config), data.class_names)
     tr = Trainer(model, meta, TrainConfig(epochs=1, batch_size=batch, precision=precision, device="cpu"),
                  NETS[kind]["augment"], Normalization.fit(images))
-    t = CLOCK()
+    t = timing.CLOCK()
     tr.fit(data)
-    sec = CLOCK() - t
+    sec = timing.CLOCK() - t
     return {"images_per_s": (n_images // batch) * batch / sec, "seconds": sec,
             "precision": str(tr.amp_dtype or "fp32"), "channels_last": tr.channels_last}
 
@@ -301,144 +231,13 @@ def evaluate_path(kind: str, n_images: int, batch: int) -> dict:
     amp = resolve_precision("auto", torch.device("cpu"))
     norm = Normalization.fit(images)
     evaluate_arrays(model, images[:batch], None, norm, torch.device("cpu"), batch, amp, True)
-    t = CLOCK()
+    t = timing.CLOCK()
     evaluate_arrays(model, images, None, norm, torch.device("cpu"), batch, amp, True)
-    sec = CLOCK() - t
+    sec = timing.CLOCK() - t
     return {"images_per_s": n_images / sec, "precision": str(amp or "fp32")}
 
 
-# ------------------------------------------------------------------ targets
-def wscnn_loaded() -> LoadedModel:
-    torch.manual_seed(0)
-    m = WSCNN(WSCNNConfig()).eval()
-    with torch.no_grad():  # some positive evidence, so the saliency objective is not all zero
-        m.classifier.bias[1] += 2.0
-    meta = ModelMeta("wscnn", config_to_dict(m.config), ["negative", "positive"],
-                     normalization={"mean": [0.1], "std": [0.1]})
-    return LoadedModel(m, meta)
-
-
-def field_target(side: int, reps: int) -> dict:
-    """A side x side field with saliency: the package's predict_wscnn (as shipped), and the
-    tiled streaming path of core.tiles (batch norm folded, channels_last; fp32 and bf16)."""
-    from napari_rarepheno.core.predict import predict_wscnn
-    from napari_rarepheno.core.tiles import predict_wscnn_lazy
-
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 60, (1, side, side), dtype=np.uint8)
-    out: dict = {"side": side, "target_s": 2.0}
-    runs = {
-        "predict_wscnn untiled (as shipped: fp32, BN folded, channels_last)": lambda lm, im: predict_wscnn(lm, im, saliency=True),
-        "predict_wscnn tile=1024 (as shipped)": lambda lm, im: predict_wscnn(lm, im, saliency=True, tile=1024),
-        "tiles.predict_wscnn_lazy tile=768 fp32 (BN folded, channels_last)":
-            lambda lm, im: predict_wscnn_lazy(lm, im, tile=768, precision="fp32"),
-    }
-    if cpu_supports_bf16():
-        runs["tiles.predict_wscnn_lazy tile=768 bf16 (BN folded, channels_last)"] = \
-            lambda lm, im: predict_wscnn_lazy(lm, im, tile=768, precision="bf16")
-    out["gflop"] = saliency_gflop(side)
-    print(f"  one {side}x{side} saliency pass = {out['gflop']:.0f} GFLOP (forward + input gradient); "
-          f"at the fp32 roofline that alone takes {out['gflop'] / ROOF['fp32']:.1f} s", flush=True)
-    from napari_rarepheno.core.segment import segment_saliency
-
-    ref = ref_mask = None
-    for name, fn in runs.items():
-        lm = wscnn_loaded()
-        fn(lm, img[:, :600, :600])  # warm-up on a small field: libraries, thread pools, kernels
-        ts = []
-        for _ in range(reps):
-            t = CLOCK()
-            res = fn(lm, img)
-            ts.append(CLOCK() - t)
-        sec = statistics.median(ts)
-        sal = np.asarray(res.saliency)
-        mask = segment_saliency(sal).mask
-        ref, ref_mask = (sal, mask) if ref is None else (ref, ref_mask)
-        corr = float(np.corrcoef(ref.ravel(), sal.ravel())[0, 1]) if sal.std() > 0 else float("nan")
-        iou = float((mask & ref_mask).sum() / max((mask | ref_mask).sum(), 1))
-        out[name] = {"seconds": sec, "saliency_corr_vs_fp32_untiled": corr, "mask_iou_vs_fp32_untiled": iou,
-                     "gflop_per_s": out["gflop"] / sec}
-        print(f"  {side}x{side} + saliency, {name}: {sec:.2f} s (target 2 s), {out['gflop'] / sec:.0f} GFLOP/s, "
-              f"saliency corr vs fp32 {corr:.5f}, object-mask IoU {iou:.3f}", flush=True)
-    return out
-
-
-def saliency_gflop(side: int) -> float:
-    """FLOPs of one saliency pass (forward + gradient to the input), counted on 512x512 and
-    scaled by the pixel count (the layers are convolutions: cost per pixel is constant)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = WSCNN(WSCNNConfig()).eval().requires_grad_(False)
-    x = torch.randn(1, 1, 512, 512, requires_grad=True)
-    with FlopCounterMode(display=False) as fc:
-        maps = model.class_maps(x)
-        (maps * torch.rand_like(maps)).sum().backward()  # as saliency: gradient to the input only
-    return fc.get_total_flops() / 1e9 * (side / 512) ** 2
-
-
-def crops_target(n: int, reps: int) -> dict:
-    """10k-crop target: ``classify_crops`` as shipped ('auto' precision: bf16 where the CPU
-    has bf16 matrix units; BN folded, channels_last) and with ``precision='fp32'``, against
-    the plain float32 NCHW eval of the same network; argmax agreement with the plain path."""
-    from napari_rarepheno.core.deepyeast import classify_crops
-    from napari_rarepheno.core.validation import evaluate_arrays
-
-    torch.manual_seed(0)
-    model = DeepYeast(DeepYeastConfig()).eval()
-    meta = ModelMeta("deepyeast", config_to_dict(model.config), [f"c{i}" for i in range(12)],
-                     normalization={"mean": [0.2, 0.2], "std": [0.1, 0.1]})
-    lm = LoadedModel(model, meta)
-    crops = np.random.default_rng(0).integers(0, 4000, (n, 2, 64, 64), dtype=np.uint16)
-    out: dict = {"n_crops": n, "target_s_per_10k": 60.0,
-                 "shipped_precision": str(resolve_precision("auto", torch.device("cpu")) or "fp32")}
-    norm = Normalization.from_dict(meta.normalization)
-    x = crops.astype(np.float32) / 65535.0
-    evaluate_arrays(model, x[:256], None, norm, torch.device("cpu"), 128, None, False)
-    t = CLOCK()
-    ref = evaluate_arrays(model, x, None, norm, torch.device("cpu"), 128, None, False)["probabilities"]
-    base = CLOCK() - t
-    out["plain fp32 NCHW eval, batch 128"] = {"seconds": base, "seconds_per_10k": base * 10_000 / n}
-    print(f"  {n} crops, plain fp32 NCHW eval: {base:.1f} s -> {base * 1e4 / n:.1f} s per 10k", flush=True)
-    for label, prec in (("classify_crops as shipped (auto)", "auto"), ("classify_crops precision=fp32", "fp32")):
-        classify_crops(lm, crops[:256], device="cpu", precision=prec)
-        t = CLOCK()
-        p = classify_crops(lm, crops, device="cpu", precision=prec)
-        sec = CLOCK() - t
-        agree = float((p.argmax(1) == ref.argmax(1)).mean())
-        out[label] = {"seconds": sec, "seconds_per_10k": sec * 10_000 / n, "speedup_vs_plain": base / sec,
-                      "argmax_agreement_vs_fp32": agree, "max_abs_prob_diff": float(np.abs(p - ref).max())}
-        print(f"  {n} crops, {label}: {sec:.1f} s -> {sec * 1e4 / n:.1f} s per 10k (target 60 s), "
-              f"{base / sec:.2f}x plain; argmax agreement {agree:.4f}, max |dp| {np.abs(p - ref).max():.3g}",
-              flush=True)
-    return out
-
-
 # --------------------------------------------------------------------- main
-def rows_for(rounds: dict[str, list[float]], gflop: float, roof: dict, kernel: dict) -> tuple[list[list], dict]:
-    """Table rows and a summary. Ratios are paired: the median over rounds of the ratio
-    within each round, so load that changes between rounds cancels out."""
-    roof_r = [v * 2 / 1e9 for v in rounds["roofline"]]
-    names = [k for k in rounds if k != "roofline"]
-    med = lambda xs: statistics.median(xs)  # noqa: E731
-    rows, summary = [], {}
-    for i, name in enumerate(names):
-        v = rounds[name]
-        bf = "bf16" in name or "allocator" in name
-        vs_naive = med([a / b for a, b in zip(v, rounds[names[0]])])
-        gain = med([a / b for a, b in zip(v, rounds[names[i - 1]])]) if i else None
-        of_fp32 = med([a * gflop / r for a, r in zip(v, roof_r)])
-        faults = med(kernel[name]["minor_faults_per_step"])
-        sys_s = med(kernel[name]["system_s_per_step"])
-        summary[name] = {"images_per_s": med(v), "gflop_per_s": med(v) * gflop, "of_fp32_roofline": of_fp32,
-                         "minor_faults_per_step": faults, "system_s_per_step": sys_s,
-                         "of_bf16_roofline": med(v) * gflop / roof["bf16"] if roof.get("bf16") and bf else None,
-                         "vs_naive": vs_naive, "step_gain": gain, "rounds_images_per_s": v}
-        rows.append([name, f"{med(v):.1f}", f"{med(v) * gflop:.0f}", f"{of_fp32:.0%}",
-                     f"{med(v) * gflop / roof['bf16']:.0%}" if roof.get("bf16") and bf else "",
-                     f"{vs_naive:.2f}x", f"{gain:.2f}x" if gain else "", f"{faults:,.0f}", f"{sys_s:.2f}"])
-    return rows, summary
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -449,9 +248,8 @@ def main() -> None:
     ap.add_argument("--cpu-time", action="store_true",
                     help="one thread, timed by its own CPU clock: per-core numbers, robust to other load")
     args = ap.parse_args()
-    global CLOCK
     if args.cpu_time:
-        CLOCK = time.thread_time
+        timing.set_clock(time.thread_time)
         torch.set_num_threads(1)
     elif args.threads:
         torch.set_num_threads(args.threads)
@@ -468,7 +266,6 @@ def main() -> None:
     if cpu_supports_bf16():
         roof["bf16"] = max(matmul_gflops(BF16, m, 5 if q else 10) for m in sizes for _ in range(2))
     res["roofline_gflops"] = roof
-    ROOF.update(roof)
     print(f"\nroofline: fp32 matmul {roof['fp32']:.0f} GFLOP/s" +
           (f", bf16 matmul {roof['bf16']:.0f} GFLOP/s" if "bf16" in roof else "") +
           f" (square {'/'.join(map(str, sizes))}, best median)")
@@ -520,7 +317,7 @@ def main() -> None:
 
     if not args.skip_targets:
         print("\n== inference targets ==", flush=True)
-        res["field_2048"] = field_target(2048, 1 if q else 2)
+        res["field_2048"] = field_target(2048, 1 if q else 2, roof["fp32"])
         res["crops_10k"] = crops_target(2000 if q else 10_000, 1)
     res["machine_extra"]["loadavg_end"] = os.getloadavg()[0]
     save(("speed_quick" if q else "speed") + ("_cputime" if args.cpu_time else "") +
@@ -548,10 +345,10 @@ def compile_check(batch: int) -> dict:
         step()
         comp = time.perf_counter() - t
         step()
-        t = CLOCK()
+        t = timing.CLOCK()
         for _ in range(2):
             step()
-        ips = 2 * batch / (CLOCK() - t)
+        ips = 2 * batch / (timing.CLOCK() - t)
         out[str(amp or "fp32")] = {"compile_s": comp, "images_per_s": ips}
         print(f"  torch.compile WSCNN train ({amp or 'fp32'}): compile {comp:.0f} s, {ips:.1f} img/s", flush=True)
     return out
