@@ -1,6 +1,6 @@
 """Reproduce Sailem et al. 2017, Tables 1 and 3, and the same method on real HeLa mosaics.
 
-    python benchmarks/wscnn_tables.py            # full run: 16 epochs max head, 4 each for avg/fc,
+    python benchmarks/wscnn_tables.py            # full run: 12 epochs max head, 4 each for avg/fc,
                                                  # then the HeLa mosaics; see docs/performance.md
     python benchmarks/wscnn_tables.py --quick    # smoke run, minutes
 
@@ -193,7 +193,7 @@ def main() -> None:
     from napari_rarepheno.core.wscnn import evaluate_wscnn
 
     n = 150 if args.quick else 2000
-    e_max = args.epochs_max or (2 if args.quick else 16)
+    e_max = args.epochs_max or (2 if args.quick else 12)
     e_abl = args.epochs_ablation or (1 if args.quick else 4)
     times: dict[str, float] = {}
     t_all = time.perf_counter()
