@@ -170,8 +170,25 @@ def tune_segmentation(model, val_dir, metric: str = "localization", **fixed) -> 
     return best, grid
 
 
+def host_probe(store: dict, label: str) -> None:
+    """bf16 and fp32 matmul GFLOP/s right now (~0.3 s): this host's speed drifts by up to
+    ~2.5x within an hour, so wall times are read beside the probes taken during the run."""
+    import torch
+    from speed_timing import matmul_gflops
+
+    store[label] = {"bf16": round(matmul_gflops(torch.bfloat16, 1024, 15), 1),
+                    "fp32": round(matmul_gflops(torch.float32, 1024, 15), 1)}
+
+
 def _lr_suffix(args) -> str:
-    return f"_lr{args.lr:g}" if args.lr is not None else ""
+    """Results-file suffix for a run off the defaults (``_paper`` recipe, ``_lrVALUE``)."""
+    return ("_paper" if args.recipe == "paper" else "") + (f"_lr{args.lr:g}" if args.lr is not None else "")
+
+
+def _tag(args) -> str:
+    """Model-file tag: --quick and --recipe paper keep their own files, so neither replaces
+    the default run's models."""
+    return ("-quick" if args.quick else "") + ("-paper" if args.recipe == "paper" else "")
 
 
 def main() -> None:
@@ -196,9 +213,13 @@ def main() -> None:
     e_max = args.epochs_max or (2 if args.quick else 12)
     e_abl = args.epochs_ablation or (1 if args.quick else 4)
     times: dict[str, float] = {}
+    host: dict[str, dict] = {}
+    host_probe(host, "start")
     t_all = time.perf_counter()
     if args.only_mitosis:
         res = {"mitosis": mitosis(args, times), "times_s": times, "total_s": time.perf_counter() - t_all}
+        host_probe(host, "end")
+        res["host_matmul_gflops"] = host
         print(f"\ntotal wall time {res['total_s'] / 60:.1f} min")
         save("wscnn_mitosis" + ("_quick" if args.quick else "") + _lr_suffix(args), res)
         return
@@ -207,8 +228,8 @@ def main() -> None:
         sim2 = ensure_sim("sim2" + ("-quick" if args.quick else ""), n, 0.2, 1)
     models = DATA / "models"
 
-    def model(head: str):  # --quick keeps its own files: a smoke run must not replace the full run's models
-        return models / f"sim1{'-quick' if args.quick else ''}-{head}.safetensors"
+    def model(head: str):
+        return models / f"sim1{_tag(args)}-{head}.safetensors"
     res: dict = {"settings": {"n_per_class": n, "epochs_max": e_max, "epochs_ablation": e_abl,
                               "recipe": args.recipe, "lr": args.lr}}
     t1, curve = {}, []
@@ -217,6 +238,7 @@ def main() -> None:
         if not (args.reuse_models and path.exists()):
             with timed(f"train {head}", times):
                 hist = train(sim1, path, head, epochs, args.recipe, lr=args.lr).history
+            host_probe(host, f"after train {head}")
             if head == "max":  # the validation curve the trainer logs (no test passes during training)
                 curve = [{k: r.get(k) for k in ("epoch", "seconds", "val_accuracy", "val_input")} for r in hist]
         ensure_border_decision(path, sim1 / "val")
@@ -279,7 +301,11 @@ def main() -> None:
         res["mitosis"] = mitosis(args, times)
     res["times_s"] = times
     res["total_s"] = time.perf_counter() - t_all
+    host_probe(host, "end")
+    res["host_matmul_gflops"] = host
     print(f"\ntotal wall time {res['total_s'] / 60:.1f} min")
+    print("host matmul GFLOP/s bf16/fp32 (1024^2; the same machine idle measured 443/127 and up to "
+          "839/218): " + ", ".join(f"{k} {v['bf16']:.0f}/{v['fp32']:.0f}" for k, v in host.items()))
     save("wscnn_tables" + ("_quick" if args.quick else "") + _lr_suffix(args), res)
 
 
@@ -295,7 +321,7 @@ def mitosis(args, times) -> dict:
                                                            rare_per_positive=(1, 3), n_per_class=n, seed=0),
                                 overwrite=True)
     epochs = args.epochs_mitosis or (2 if args.quick else 6)
-    path = DATA / "models" / ("mitosis" + ("-quick" if args.quick else "") + ".safetensors")
+    path = DATA / "models" / f"mitosis{_tag(args)}.safetensors"
     if not (args.reuse_models and path.exists()):
         with timed("train mitosis", times):
             train(out, path, "max", epochs, args.recipe, channels=[0, 1], conv2_kernel=7, lr=args.lr)
