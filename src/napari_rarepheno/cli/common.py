@@ -150,8 +150,9 @@ def add_train_args(p, default_epochs: int) -> None:
                    "MODEL.last.safetensors (resume state) and MODEL.log.csv")
     p.add_argument("--epochs", type=int, default=default_epochs)
     p.add_argument("--recipe", choices=["fast", "paper"], default="fast",
-                   help="'paper' reproduces the paper's optimiser and schedule; 'fast' (AdamW; WSCNN: peak "
-                   "rate held, then decayed; DeepYeast: one-cycle) is the default")
+                   help="'paper' reproduces the paper's optimiser and schedule (SGD; for WSCNN much slower: "
+                   "at chance for 12 epochs on the paper's simulation); 'fast' (AdamW; WSCNN: peak rate "
+                   "held, then decayed; DeepYeast: one-cycle) is the default")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
