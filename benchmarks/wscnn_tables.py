@@ -186,9 +186,9 @@ def _lr_suffix(args) -> str:
 
 
 def _tag(args) -> str:
-    """Model-file tag: --quick and --recipe paper keep their own files, so neither replaces
-    the default run's models."""
-    return ("-quick" if args.quick else "") + ("-paper" if args.recipe == "paper" else "")
+    """Model-file tag: --quick, --recipe paper and --lr keep their own files, so none of them
+    replaces the default run's models."""
+    return ("-quick" if args.quick else "") + _lr_suffix(args).replace("_", "-")
 
 
 def main() -> None:
@@ -196,7 +196,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--recipe", default="fast", choices=["fast", "paper"])
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's); the "
-                    "results file gets an _lrVALUE suffix")
+                    "results file gets an _lrVALUE suffix, the models -lrVALUE")
     ap.add_argument("--epochs-max", type=int, default=None)
     ap.add_argument("--epochs-ablation", type=int, default=None)
     ap.add_argument("--skip-mitosis", action="store_true")
