@@ -26,7 +26,6 @@ def main() -> None:
     from napari_rarepheno.core.normalize import Normalization
     from napari_rarepheno.core.wscnn import WSCNNOptions, build_wscnn, load_train_val
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train, _ = load_train_val(DATA / "sim1", WSCNNOptions())
     norm = Normalization.fit(train.images, seed=0)
     idx = np.random.default_rng(0).choice(len(train), 200, replace=False)
