@@ -37,7 +37,7 @@ def epoch_lines(p) -> None:
 
 
 def make_split(data: Path, tmp: Path, seed: int) -> dict:
-    from napari_rarepheno.core.data.splits import split_by_region, split_counts
+    from napari_rarepheno.core.datasets.splits import split_by_region, split_counts
 
     items = [(p, p.parent.name) for p in sorted(data.glob("*/*.png"))]
     parts = split_by_region(items, (0.6, 0.2, 0.2), seed=seed)
@@ -65,9 +65,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/deepyeast_mitosis.json"))
     args = ap.parse_args(argv)
 
-    from napari_rarepheno.core.baseline import run_baseline
-    from napari_rarepheno.core.deepyeast import DeepYeastOptions, evaluate_deepyeast, load_crops, train_deepyeast
-    from napari_rarepheno.core.train import TrainConfig
+    from napari_rarepheno.core.deepyeast.baseline import run_baseline
+    from napari_rarepheno.core.deepyeast.classify import (DeepYeastOptions, evaluate_deepyeast, load_crops,
+                                                          train_deepyeast)
+    from napari_rarepheno.core.training.trainer import TrainConfig
 
     t_start = time.perf_counter()
     if args.threads is None and os.getloadavg()[0] > (os.cpu_count() or 1):

@@ -38,7 +38,7 @@ def build(tmp: Path, args) -> dict:
     """Two simulations: many training proteins with few cells each (small fields: protein
     diversity is what a classifier must generalise over), and test proteins with many
     cells each (larger fields, another seed), so per-protein accuracy can use >= 10 cells."""
-    from napari_rarepheno.core.data.yeast import YeastConfig, simulate_yeast
+    from napari_rarepheno.core.datasets.yeast import YeastConfig, simulate_yeast
 
     n_train, n_val = args.train_proteins, max(1, args.train_proteins // 3)
     fit = simulate_yeast(tmp / "sim_fit", n_proteins=12 * (n_train + n_val), seed=args.sim_seed,
@@ -87,9 +87,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_rarepheno.core.baseline import run_baseline, run_transfer
-    from napari_rarepheno.core.deepyeast import DeepYeastOptions, evaluate_deepyeast, load_crops, train_deepyeast
-    from napari_rarepheno.core.train import TrainConfig
+    from napari_rarepheno.core.deepyeast.baseline import run_baseline, run_transfer
+    from napari_rarepheno.core.deepyeast.classify import (DeepYeastOptions, evaluate_deepyeast, load_crops,
+                                                          train_deepyeast)
+    from napari_rarepheno.core.training.trainer import TrainConfig
 
     t_start = time.perf_counter()
     if args.threads is None and os.getloadavg()[0] > (os.cpu_count() or 1):

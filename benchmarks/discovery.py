@@ -44,9 +44,9 @@ RARE = ("pro", "prometa", "meta", "earlyana", "lateana", "telo")
 
 
 def train(data, out, epochs: int, lr: float, bs: int, seed: int = 0, **opts):
-    from napari_rarepheno.core.augment import AugmentConfig
-    from napari_rarepheno.core.train import TrainConfig
-    from napari_rarepheno.core.wscnn import WSCNNOptions, train_wscnn
+    from napari_rarepheno.core.training.augment import AugmentConfig
+    from napari_rarepheno.core.training.trainer import TrainConfig
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, train_wscnn
 
     def cb(p):
         if p.stage == "epoch":
@@ -87,7 +87,7 @@ def flip_labels(data: Path, fraction: float, seed: int) -> set[str]:
 
 
 def mislabels(args, times) -> dict:
-    from napari_rarepheno.core.data.synthetic import SimConfig, simulate
+    from napari_rarepheno.core.datasets.synthetic import SimConfig, simulate
     from napari_rarepheno.core.discover import find_mislabels, precision_recall_at, rank_images
 
     clean = DATA / "discovery-sim"
@@ -163,7 +163,7 @@ def ari_vs_null(truth, clusters, n: int = 1000, seed: int = 0) -> dict:
 
 
 def gallery(args, times) -> dict:
-    from napari_rarepheno.core.data.mosaic import MosaicConfig, build_mosaics
+    from napari_rarepheno.core.datasets.mosaic import MosaicConfig, build_mosaics
     from napari_rarepheno.core.discover import GalleryConfig, build_gallery, save_gallery
     from napari_rarepheno.core.discover.clusters import cluster_features
 

@@ -45,14 +45,13 @@ from common import save, table  # noqa: E402
 from speed_targets import crops_target, field_target  # noqa: E402
 from speed_timing import RoundRobin, machine_extra, matmul_gflops, matmul_step, rows_for  # noqa: E402
 
-from napari_rarepheno.core.augment import AugmentConfig, augment_batch, sample_affine  # noqa: E402
-from napari_rarepheno.core.device import (cpu_supports_bf16,  # noqa: E402
-                                          resolve_precision)
-from napari_rarepheno.core.modelfile import ModelMeta  # noqa: E402
-from napari_rarepheno.core.models import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict  # noqa: E402
-from napari_rarepheno.core.normalize import Normalization  # noqa: E402
-from napari_rarepheno.core.train import make_optimizer, TrainConfig  # noqa: E402
-from napari_rarepheno.core.validation import to_model_input  # noqa: E402
+from napari_rarepheno.core.training.augment import AugmentConfig, augment_batch, sample_affine  # noqa: E402
+from napari_rarepheno.core.device import cpu_supports_bf16, resolve_precision
+from napari_rarepheno.core.io.modelfile import ModelMeta  # noqa: E402
+from napari_rarepheno.core.nets.networks import (DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict)  # noqa: E402
+from napari_rarepheno.core.inputs.normalize import Normalization  # noqa: E402
+from napari_rarepheno.core.training.trainer import make_optimizer, TrainConfig  # noqa: E402
+from napari_rarepheno.core.inference.arrays import to_model_input  # noqa: E402
 
 BF16 = torch.bfloat16
 NETS = {"wscnn": dict(shape=(1, 210, 280), augment=AugmentConfig.wscnn_paper(), batch=50, eval_batch=16),
@@ -207,8 +206,8 @@ def inference_variants(kind: str, batch: int, n_images: int, rr: RoundRobin) -> 
 
 def trainer_fit(kind: str, n_images: int, batch: int, precision: str = "auto") -> dict:
     """``Trainer.fit`` itself, one epoch over ``n_images`` (no validation), as the CLI runs it."""
-    from napari_rarepheno.core.data.folders import ImageSet
-    from napari_rarepheno.core.train import Trainer
+    from napari_rarepheno.core.io.folders import ImageSet
+    from napari_rarepheno.core.training.trainer import Trainer
 
     images, labels, k = fake_data(kind, n_images, seed=1)
     data = ImageSet(images, labels, [str(i) for i in range(k)], [Path(f"{i}.png") for i in range(n_images)])
@@ -224,7 +223,7 @@ def trainer_fit(kind: str, n_images: int, batch: int, precision: str = "auto") -
 
 
 def evaluate_path(kind: str, n_images: int, batch: int) -> dict:
-    from napari_rarepheno.core.validation import evaluate_arrays
+    from napari_rarepheno.core.inference.arrays import evaluate_arrays
 
     images, _, _ = fake_data(kind, n_images, seed=2)
     model = build(kind).to(memory_format=torch.channels_last)

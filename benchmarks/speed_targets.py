@@ -9,9 +9,9 @@ import torch
 
 import speed_timing as timing
 from napari_rarepheno.core.device import cpu_supports_bf16, resolve_precision
-from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta
-from napari_rarepheno.core.models import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict
-from napari_rarepheno.core.normalize import Normalization
+from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
+from napari_rarepheno.core.nets.networks import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict
+from napari_rarepheno.core.inputs.normalize import Normalization
 
 
 def wscnn_loaded() -> LoadedModel:
@@ -27,8 +27,8 @@ def wscnn_loaded() -> LoadedModel:
 def field_target(side: int, reps: int, roof_fp32: float) -> dict:
     """A side x side field with saliency: the package's predict_wscnn (as shipped), and the
     tiled streaming path of core.tiles (batch norm folded, channels_last; fp32 and bf16)."""
-    from napari_rarepheno.core.predict import predict_wscnn
-    from napari_rarepheno.core.tiles import predict_wscnn_lazy
+    from napari_rarepheno.core.inference.predict import predict_wscnn
+    from napari_rarepheno.core.inference.tiling import predict_wscnn_lazy
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 60, (1, side, side), dtype=np.uint8)
@@ -45,7 +45,7 @@ def field_target(side: int, reps: int, roof_fp32: float) -> dict:
     out["gflop"] = saliency_gflop(side)
     print(f"  one {side}x{side} saliency pass = {out['gflop']:.0f} GFLOP (forward + input gradient); "
           f"at the fp32 roofline that alone takes {out['gflop'] / roof_fp32:.1f} s", flush=True)
-    from napari_rarepheno.core.segment import segment_saliency
+    from napari_rarepheno.core.inference.segment import segment_saliency
 
     ref = ref_mask = None
     for name, fn in runs.items():
@@ -86,8 +86,8 @@ def crops_target(n: int, reps: int) -> dict:
     """10k-crop target: ``classify_crops`` as shipped ('auto' precision: bf16 where the CPU
     has bf16 matrix units; BN folded, channels_last) and with ``precision='fp32'``, against
     the plain float32 NCHW eval of the same network; argmax agreement with the plain path."""
-    from napari_rarepheno.core.deepyeast import classify_crops
-    from napari_rarepheno.core.validation import evaluate_arrays
+    from napari_rarepheno.core.deepyeast.classify import classify_crops
+    from napari_rarepheno.core.inference.arrays import evaluate_arrays
 
     torch.manual_seed(0)
     model = DeepYeast(DeepYeastConfig()).eval()

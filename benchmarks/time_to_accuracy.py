@@ -76,8 +76,8 @@ def first_time(curve: list[dict], target: float) -> float | None:
 def wscnn_part(args, tmp: Path) -> dict:
     from wscnn_tables import ensure_sim
 
-    from napari_rarepheno.core.train import TrainConfig
-    from napari_rarepheno.core.wscnn import WSCNNOptions, evaluate_wscnn, train_wscnn
+    from napari_rarepheno.core.training.trainer import TrainConfig
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, evaluate_wscnn, train_wscnn
 
     sim1 = ensure_sim("sim1", 2000, 0.1, 0)
     out = tmp / "wscnn.safetensors"
@@ -94,8 +94,8 @@ def wscnn_part(args, tmp: Path) -> dict:
 def deepyeast_part(args, tmp: Path) -> dict:
     from deepyeast_mitosis import make_split
 
-    from napari_rarepheno.core.deepyeast import DeepYeastOptions, evaluate_deepyeast, train_deepyeast
-    from napari_rarepheno.core.train import TrainConfig
+    from napari_rarepheno.core.deepyeast.classify import DeepYeastOptions, evaluate_deepyeast, train_deepyeast
+    from napari_rarepheno.core.training.trainer import TrainConfig
 
     ref = RESULTS / "deepyeast_mitosis.json"
     bench_acc = json.loads(ref.read_text())["network"]["fast"]["accuracy"] if ref.exists() else 0.95

@@ -23,8 +23,8 @@ HEADS = ("max", "avg", "fc")
 
 
 def main() -> None:
-    from napari_rarepheno.core.normalize import Normalization
-    from napari_rarepheno.core.wscnn import WSCNNOptions, build_wscnn, load_train_val
+    from napari_rarepheno.core.inputs.normalize import Normalization
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, build_wscnn, load_train_val
 
     train, _ = load_train_val(DATA / "sim1", WSCNNOptions())
     norm = Normalization.fit(train.images, seed=0)

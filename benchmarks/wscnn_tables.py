@@ -24,7 +24,7 @@ PAPER_T3 = (0.99995, 0.930, 0.9719)
 
 
 def ensure_sim(name: str, n_per_class: int, rare: float, seed: int):
-    from napari_rarepheno.core.data.synthetic import SimConfig, simulate
+    from napari_rarepheno.core.datasets.synthetic import SimConfig, simulate
 
     out = DATA / name
     marker = out / "simulation.json"
@@ -39,8 +39,8 @@ def ensure_sim(name: str, n_per_class: int, rare: float, seed: int):
 
 
 def train(data, out, head: str, epochs: int, recipe: str, channels=None, conv2_kernel=3, depth=4, seed=0, lr=None):
-    from napari_rarepheno.core.train import TrainConfig
-    from napari_rarepheno.core.wscnn import WSCNNOptions, train_wscnn
+    from napari_rarepheno.core.training.trainer import TrainConfig
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, train_wscnn
 
     def cb(p):
         if p.stage == "epoch":
@@ -57,10 +57,10 @@ def ensure_border_decision(path, val_dir) -> None:
     """Models trained before training checked the border margin on val (``rarepheno
     train`` now does) get the same check here, recorded in the file, so a reused model is
     evaluated as a freshly trained one would be."""
-    from napari_rarepheno.core.data.folders import load_wscnn_split
-    from napari_rarepheno.core.modelfile import load_model, save_model
-    from napari_rarepheno.core.normalize import Normalization
-    from napari_rarepheno.core.border import border_margin, decide_border
+    from napari_rarepheno.core.io.folders import load_wscnn_split
+    from napari_rarepheno.core.io.modelfile import load_model, save_model
+    from napari_rarepheno.core.inputs.normalize import Normalization
+    from napari_rarepheno.core.inference.border import border_margin, decide_border
 
     lm = load_model(path)
     margin = border_margin(lm, recorded=False)
@@ -76,7 +76,7 @@ def ensure_border_decision(path, val_dir) -> None:
 
 
 def _border_record(path) -> dict:
-    from napari_rarepheno.core.modelfile import read_meta
+    from napari_rarepheno.core.io.modelfile import read_meta
 
     t = read_meta(path).training
     return {"border_margin": t.get("border_margin", 0), **t.get("border_check", {})}
@@ -94,7 +94,7 @@ def border_line(path) -> str:
 def saliency_of_positives(model, split_dir):
     """Saliency maps of the positive images of a split and their ground-truth boxes (one
     network pass each; the segmentation settings can then be swept for free)."""
-    from napari_rarepheno.core.predict import saliency_batch
+    from napari_rarepheno.core.inference.predict import saliency_batch
 
     lm, images, boxes = positives_with_boxes(model, split_dir)
     _, sal = saliency_batch(lm, images, device="cpu")
@@ -112,7 +112,7 @@ def _score(dets, boxes, metric: str) -> dict:
 def localize(sal, boxes, cfg, metric: str = "localization") -> dict:
     """``metric='localization'``: the paper's rule (mask covers >= 90% of a box);
     'detection': a saliency peak inside the box."""
-    from napari_rarepheno.core.segment import segment_saliency
+    from napari_rarepheno.core.inference.segment import segment_saliency
 
     return _score([segment_saliency(s, cfg) for s in sal], boxes, metric)
 
@@ -125,7 +125,7 @@ def _sweep_one(job) -> list[tuple]:
     is then a trim of that segmentation (equal to segmenting with it; tested)."""
     from dataclasses import replace
 
-    from napari_rarepheno.core.segment import segment_saliency, smooth_saliency, trim_to_peak_fraction
+    from napari_rarepheno.core.inference.segment import segment_saliency, smooth_saliency, trim_to_peak_fraction
 
     cfg, fractions = job
     sal, boxes, metric = _SWEEP
@@ -146,7 +146,7 @@ def tune_segmentation(model, val_dir, metric: str = "localization", **fixed) -> 
     import multiprocessing as mp
     import os
 
-    from napari_rarepheno.core.segment import SaliencyConfig
+    from napari_rarepheno.core.inference.segment import SaliencyConfig
 
     global _SWEEP
     sal, boxes = saliency_of_positives(model, val_dir)
@@ -206,8 +206,8 @@ def main() -> None:
     ap.add_argument("--reuse-models", action="store_true",
                     help="evaluate the models a previous run left in benchmarks/data/models instead of training")
     args = ap.parse_args()
-    from napari_rarepheno.core.segment import SaliencyConfig
-    from napari_rarepheno.core.wscnn import evaluate_wscnn
+    from napari_rarepheno.core.inference.segment import SaliencyConfig
+    from napari_rarepheno.core.wscnn.train import evaluate_wscnn
 
     n = 150 if args.quick else 2000
     e_max = args.epochs_max or (2 if args.quick else 12)
@@ -309,8 +309,8 @@ def main() -> None:
 
 
 def mitosis(args, times) -> dict:
-    from napari_rarepheno.core.data.mosaic import MosaicConfig, build_mosaics
-    from napari_rarepheno.core.wscnn import evaluate_wscnn
+    from napari_rarepheno.core.datasets.mosaic import MosaicConfig, build_mosaics
+    from napari_rarepheno.core.wscnn.train import evaluate_wscnn
 
     rare = ("pro", "prometa", "meta", "earlyana", "lateana", "telo")
     out = DATA / ("mitosis" + ("-quick" if args.quick else ""))

@@ -87,7 +87,7 @@ def shot_wscnn_train(data: Path, out: Path, epochs: int = 4, model_out: Path | N
 
 def shot_wscnn_infer(model: Path, image: Path, out: Path, truth=(), viewer=None) -> Path:
     from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
-    from napari_rarepheno.core.imageio import read_image
+    from napari_rarepheno.core.io.images import read_image
 
     with _Viewer(viewer) as viewer:
         dock = WSCNNDock(viewer)
@@ -182,11 +182,11 @@ def yeast_sets(work: Path, device: str = "cpu", epochs: int = 8) -> dict:
     and a few-shot split (4 classes the model saw as 'other' data)."""
     import shutil
 
-    from napari_rarepheno.core.data.yeast import simulate_yeast
-    from napari_rarepheno.core.deepyeast import DeepYeastOptions, train_deepyeast
-    from napari_rarepheno.core.train import TrainConfig
+    from napari_rarepheno.core.datasets.yeast import simulate_yeast
+    from napari_rarepheno.core.deepyeast.classify import DeepYeastOptions, train_deepyeast
+    from napari_rarepheno.core.training.trainer import TrainConfig
 
-    from napari_rarepheno.core.data.yeast import YeastConfig
+    from napari_rarepheno.core.datasets.yeast import YeastConfig
 
     train, test = work / "yeast-train", work / "yeast-test"
     small = YeastConfig(height=256, width=256, n_cells=(18, 26))

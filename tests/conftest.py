@@ -27,7 +27,7 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def wscnn_data(tmp_path_factory) -> Path:
     """DATA/{train,val,test}/{negative,positive}/*.png, 96x128 px, 16 images per class."""
-    from napari_rarepheno.core.data.synthetic import SimConfig, simulate
+    from napari_rarepheno.core.datasets.synthetic import SimConfig, simulate
 
     out = tmp_path_factory.mktemp("wscnn") / "data"
     simulate(out, SimConfig(n_per_class=16, seed=5, **TINY_SIM))
@@ -37,8 +37,8 @@ def wscnn_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def wscnn_model(wscnn_data, tmp_path_factory) -> Path:
     """A WSCNN trained for 3 epochs on :func:`wscnn_data` (through the core, not the GUI)."""
-    from napari_rarepheno.core.train import TrainConfig
-    from napari_rarepheno.core.wscnn import WSCNNOptions, train_wscnn
+    from napari_rarepheno.core.training.trainer import TrainConfig
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, train_wscnn
 
     out = tmp_path_factory.mktemp("wscnn-model") / "wscnn.safetensors"
     train_wscnn(wscnn_data, out, WSCNNOptions(), TrainConfig(epochs=3, device="cpu", seed=0, batch_size=8))
@@ -48,7 +48,7 @@ def wscnn_model(wscnn_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def yeast_data(tmp_path_factory) -> Path:
     """Synthetic yeast: fields/ (2-channel TIFF + labels) and crops/<class>/ for 4 classes."""
-    from napari_rarepheno.core.data.yeast import YeastConfig, simulate_yeast
+    from napari_rarepheno.core.datasets.yeast import YeastConfig, simulate_yeast
 
     out = tmp_path_factory.mktemp("yeast") / "data"
     simulate_yeast(out, n_proteins=4, fields_per_protein=1, seed=0,
@@ -62,7 +62,7 @@ def yeast_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def positive_image() -> np.ndarray:
     """One tiny simulated positive image (uint8 HxW), not part of :func:`wscnn_data`."""
-    from napari_rarepheno.core.data.synthetic import SimConfig, image_rng, render_image
+    from napari_rarepheno.core.datasets.synthetic import SimConfig, image_rng, render_image
 
     cfg = SimConfig(seed=105, **TINY_SIM)
     return render_image(image_rng(cfg, True, 3), cfg, True)[0]
@@ -71,8 +71,8 @@ def positive_image() -> np.ndarray:
 @pytest.fixture(scope="session")
 def deepyeast_model(yeast_data, tmp_path_factory) -> Path:
     """A quarter-width DeepYeast trained for 1 epoch on :func:`yeast_data` crops."""
-    from napari_rarepheno.core.deepyeast import DeepYeastOptions, train_deepyeast
-    from napari_rarepheno.core.train import TrainConfig
+    from napari_rarepheno.core.deepyeast.classify import DeepYeastOptions, train_deepyeast
+    from napari_rarepheno.core.training.trainer import TrainConfig
 
     out = tmp_path_factory.mktemp("deepyeast-model") / "deepyeast.safetensors"
     train_deepyeast(yeast_data / "crops", out, DeepYeastOptions(width=0.25, val_split="random"),

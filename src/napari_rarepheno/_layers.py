@@ -161,7 +161,7 @@ def image_to_chw(layer, step: Sequence[int] | None = None) -> np.ndarray:
     image -> 1 channel; a channel-first (C<=8, H, W) stack -> C channels. Other stacks use
     the plane shown in the viewer (``step``)."""
     from .core.errors import InputError
-    from .core.imageio import to_chw
+    from .core.io.images import to_chw
 
     data = np.asarray(layer.data if not getattr(layer, "multiscale", False) else layer.data[0])
     if getattr(layer, "rgb", False):

@@ -90,7 +90,7 @@ def read_file(path) -> list[tuple]:
 def read_folder(path) -> list[tuple]:
     """Images listed in predictions.csv (capped at 50), each with its result files."""
     folder = Path(path)
-    from .core.imageio import read_image
+    from .core.io.images import read_image
 
     layers: list[tuple] = []
     rows = []

@@ -39,12 +39,12 @@ import torch
 from PIL import Image
 
 from napari_rarepheno.cli import main
-from napari_rarepheno.core import imageio
-from napari_rarepheno.core.data.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
-from napari_rarepheno.core.data.folders import load_class_folders, load_wscnn_split
+from napari_rarepheno.core.io import images as imageio
+from napari_rarepheno.core.io.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
+from napari_rarepheno.core.io.folders import load_class_folders, load_wscnn_split
 from napari_rarepheno.core.errors import InputError, OutputError
-from napari_rarepheno.core.modelfile import ModelMeta, load_model, read_tensors, save_model, write_tensors
-from napari_rarepheno.core.models import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict
+from napari_rarepheno.core.io.modelfile import ModelMeta, load_model, read_tensors, save_model, write_tensors
+from napari_rarepheno.core.nets.networks import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict
 
 SIZE = 64  # > the WSCNN's minimum input (46 px), small enough to be instant
 EPS = "%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"  # PostScript: Pillow would call Ghostscript
@@ -612,7 +612,7 @@ def test_unicode_spaces_and_duplicate_names_in_predict(tmp_path, models):
 
 
 def test_huge_field_is_tiled_not_crashed(tmp_path, models, monkeypatch):
-    from napari_rarepheno.core import batch
+    from napari_rarepheno.core.wscnn import predict_files as batch
 
     monkeypatch.setattr(batch, "AUTO_TILE_PIXELS", 100 * 100)
     monkeypatch.setattr(batch, "AUTO_TILE", 128)
@@ -633,10 +633,10 @@ def test_auto_device_falls_back_to_cpu_without_cuda():
 
 # ------------------------------------------------------------------ disk full
 def _tiny_trainer(out: Path, epochs: int):
-    from napari_rarepheno.core.augment import AugmentConfig
-    from napari_rarepheno.core.data.folders import ImageSet
-    from napari_rarepheno.core.normalize import Normalization
-    from napari_rarepheno.core.train import Trainer, TrainConfig
+    from napari_rarepheno.core.training.augment import AugmentConfig
+    from napari_rarepheno.core.io.folders import ImageSet
+    from napari_rarepheno.core.inputs.normalize import Normalization
+    from napari_rarepheno.core.training.trainer import Trainer, TrainConfig
 
     rng = np.random.default_rng(0)
     imgs = rng.random((8, 1, 48, 48)).astype(np.float32)
@@ -664,7 +664,7 @@ def _disk_full_after(n_bytes_fraction=0.5):
 def test_disk_full_during_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
     import safetensors.torch
 
-    from napari_rarepheno.core.train import checkpoint_paths
+    from napari_rarepheno.core.training.trainer import checkpoint_paths
 
     out = tmp_path / "m.safetensors"
     best, last, log = checkpoint_paths(out)
@@ -695,7 +695,7 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(tmp_path, monkeypatc
 def test_disk_full_while_writing_the_log_keeps_the_previous_log(tmp_path, monkeypatch):
     import builtins
 
-    from napari_rarepheno.core.train import checkpoint_paths
+    from napari_rarepheno.core.training.trainer import checkpoint_paths
 
     out = tmp_path / "m.safetensors"
     _, _, log = checkpoint_paths(out)

@@ -1,7 +1,7 @@
 """A big memory-mapped TIFF is predicted tile by tile in bounded memory.
 
 A 6000 x 6000 uint16 TIFF (69 MiB on disk) is opened with ``tifffile.memmap`` and predicted
-with saliency by :func:`napari_rarepheno.core.tiles.predict_wscnn_lazy`, the saliency
+with saliency by :func:`napari_rarepheno.core.inference.tiling.predict_wscnn_lazy`, the saliency
 streamed into a ``.npy`` memmap. The run happens in a fresh subprocess that resets its
 peak-RSS counter (``/proc/self/clear_refs``) just before predicting, so the measured peak
 is the prediction's alone; a thread samples the anonymous (heap) memory every 5 ms.
@@ -38,9 +38,9 @@ FLOAT32_IMAGE_MB = SIDE * SIDE * 4 / 2 ** 20   # 137 MiB
 SCRIPT = textwrap.dedent("""
     import json, sys, threading, time
     import numpy as np, tifffile, torch
-    from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta
-    from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
-    from napari_rarepheno.core.tiles import predict_wscnn_lazy
+    from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
+    from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
+    from napari_rarepheno.core.inference.tiling import predict_wscnn_lazy
 
     tif, out_path, tile, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     torch.manual_seed(0)
@@ -117,10 +117,10 @@ def test_lazy_prediction_equals_predict_wscnn():
     """The streamed prediction is the tiled prediction of ``core.predict``: exact stitching."""
     import torch
 
-    from napari_rarepheno.core.modelfile import LoadedModel, ModelMeta
-    from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
-    from napari_rarepheno.core.predict import predict_wscnn
-    from napari_rarepheno.core.tiles import LazyImage, iter_tiles, predict_wscnn_lazy
+    from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
+    from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
+    from napari_rarepheno.core.inference.predict import predict_wscnn
+    from napari_rarepheno.core.inference.tiling import LazyImage, iter_tiles, predict_wscnn_lazy
 
     torch.manual_seed(0)
     model = WSCNN(WSCNNConfig(widths=(4, 4, 4))).eval()
@@ -162,8 +162,8 @@ def test_lazy_border_matches_pad_border():
     """The lazily read margin is predict_wscnn's: pad_border of the float image (the fill is
     each channel's median), read window by window; for big images the median comes from
     every k-th row."""
-    from napari_rarepheno.core.border import CroppedRows, LazyBorder, pad_border
-    from napari_rarepheno.core.tiles import LazyImage
+    from napari_rarepheno.core.inference.border import CroppedRows, LazyBorder, pad_border
+    from napari_rarepheno.core.inference.tiling import LazyImage
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 4000, (2, 90, 70)).astype(np.uint16)

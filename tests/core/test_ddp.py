@@ -2,7 +2,7 @@
 
 The test launches this same file twice: once with ``python -m torch.distributed.run
 --nproc_per_node=2`` and once as a plain single process, both through the one
-:class:`~napari_rarepheno.core.train.Trainer`, on the same tiny in-memory task.
+:class:`~napari_rarepheno.core.training.trainer.Trainer`, on the same tiny in-memory task.
 
 Why a tolerance and not bit-equality: each rank takes half of every global batch, batch
 norm pools the per-rank statistics over gloo (``distributed.sync_batchnorm_cpu``) and DDP
@@ -31,7 +31,7 @@ EPOCHS = 3
 
 def blob_set(n=32, size=64, seed=0):
     """Positives hold one bright 6x6 square at a random place; negatives only noise."""
-    from napari_rarepheno.core.data.folders import ImageSet
+    from napari_rarepheno.core.io.folders import ImageSet
 
     rng = np.random.default_rng(seed)
     imgs = rng.normal(0.1, 0.03, (n, 1, size, size)).astype(np.float32)
@@ -46,11 +46,11 @@ def worker(model_out: Path, result_dir: Path) -> None:
     """One training run (one rank under torchrun, or the single-process reference)."""
     import torch
 
-    from napari_rarepheno.core import train as train_mod
-    from napari_rarepheno.core.augment import AugmentConfig
-    from napari_rarepheno.core.modelfile import ModelMeta
-    from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
-    from napari_rarepheno.core.normalize import Normalization
+    from napari_rarepheno.core.training import trainer as train_mod
+    from napari_rarepheno.core.training.augment import AugmentConfig
+    from napari_rarepheno.core.io.modelfile import ModelMeta
+    from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
+    from napari_rarepheno.core.inputs.normalize import Normalization
 
     torch.set_num_threads(1)  # torchrun's default per rank; the same for the reference run
     rank = int(os.environ.get("RANK", "0"))
@@ -84,7 +84,7 @@ def worker(model_out: Path, result_dir: Path) -> None:
         "rank": rank, "world_size": trainer.dist.world_size, "history": res.history, "writes": writes,
         "bn_classes": sorted({type(m).__name__ for m in res.model.modules() if "BatchNorm" in type(m).__name__}),
     }))
-    from napari_rarepheno.core import distributed as dist_util
+    from napari_rarepheno.core.training import distributed as dist_util
 
     dist_util.teardown(trainer.dist)
 

@@ -10,12 +10,11 @@ import pytest
 
 from napari_rarepheno.core.discover import (GalleryConfig, apply_decisions, build_gallery, find_mislabels,
                                             load_gallery, name_cluster, precision_recall_at, rank_images,
-                                            read_decisions, read_ranking, record_decision, retrain, save_gallery,
-                                            undo)
+                                            read_decisions, read_ranking, record_decision, retrain, save_gallery, undo)
 from napari_rarepheno.core.discover import scoring
 from napari_rarepheno.core.discover.gallery import crop_at, pool_around
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.imageio import read_image
+from napari_rarepheno.core.io.images import read_image
 from napari_rarepheno.core.progress import CancelToken
 
 
@@ -206,8 +205,8 @@ def test_gallery_crops_embeds_clusters_and_names(wscnn_model, wscnn_data, tmp_pa
 
 
 def test_retrain_fine_tunes_from_corrected_folder(wscnn_model, data_copy, tmp_path):
-    from napari_rarepheno.core.modelfile import load_model
-    from napari_rarepheno.core.train import TrainConfig
+    from napari_rarepheno.core.io.modelfile import load_model
+    from napari_rarepheno.core.training.trainer import TrainConfig
 
     res = retrain(wscnn_model, data_copy, tmp_path / "new.safetensors", TrainConfig(epochs=1, batch_size=8,
                                                                                     device="cpu"))

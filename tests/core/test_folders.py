@@ -4,9 +4,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_rarepheno.core.data.folders import find_splits, load_class_folders, load_wscnn_split, parse_channels
+from napari_rarepheno.core.io.folders import find_splits, load_class_folders, load_wscnn_split, parse_channels
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.imageio import read_image
+from napari_rarepheno.core.io.images import read_image
 
 
 def test_read_image_dtypes_and_layouts(tmp_path):

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from napari_rarepheno.cli import main
-from napari_rarepheno.core.modelfile import read_tensors
-from napari_rarepheno.core.train import checkpoint_paths
+from napari_rarepheno.core.io.modelfile import read_tensors
+from napari_rarepheno.core.training.trainer import checkpoint_paths
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3

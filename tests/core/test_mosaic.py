@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.data.mosaic import MosaicConfig, build_mosaics, crop_split_table
-from napari_rarepheno.core.data.objects import COLUMNS, read_objects, read_png
-from napari_rarepheno.core.data.splits import track_regions
+from napari_rarepheno.core.datasets.mosaic import MosaicConfig, build_mosaics, crop_split_table
+from napari_rarepheno.core.io.boxes import COLUMNS, read_objects, read_png
+from napari_rarepheno.core.datasets.splits import track_regions
 from napari_rarepheno.core.errors import InputError
 
 CROPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.data.objects import (
-    COLUMNS, Box, read_objects, read_png, staged_dir, write_objects, write_png)
+from napari_rarepheno.core.io.boxes import COLUMNS, Box, read_objects, read_png, staged_dir, write_objects, write_png
 from napari_rarepheno.core.errors import InputError
 
 HEADER = ",".join(COLUMNS)

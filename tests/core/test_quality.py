@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.quality import NEGATIVE_KINDS, QualityConfig, QualityFilter, make_negative_crops
+from napari_rarepheno.core.classic.quality import NEGATIVE_KINDS, QualityConfig, QualityFilter, make_negative_crops
 
 MITOSIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from napari_rarepheno.core.schedule import LRSchedule, recipe_for
+from napari_rarepheno.core.training.schedule import LRSchedule, recipe_for
 
 
 def lrs(kind: str, total: int = 1000, **kw) -> list[float]:

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_rarepheno.core.augment import AugmentConfig
-from napari_rarepheno.core.data.folders import ImageSet
+from napari_rarepheno.core.training.augment import AugmentConfig
+from napari_rarepheno.core.io.folders import ImageSet
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.modelfile import ModelMeta, load_model, read_tensors
-from napari_rarepheno.core.models import WSCNN, WSCNNConfig, config_to_dict
-from napari_rarepheno.core.normalize import Normalization
+from napari_rarepheno.core.io.modelfile import ModelMeta, load_model, read_tensors
+from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
+from napari_rarepheno.core.inputs.normalize import Normalization
 from napari_rarepheno.core.progress import CancelToken
-from napari_rarepheno.core.train import Trainer, TrainConfig, _seed_for, checkpoint_paths
+from napari_rarepheno.core.training.trainer import Trainer, TrainConfig, _seed_for, checkpoint_paths
 
 
 def blob_set(n=32, size=64, seed=0):
@@ -167,8 +167,8 @@ def test_precise_bn_recomputes_statistics_on_unaugmented_images(tmp_path):
 
 
 def test_new_wscnn_models_pool_first_except_under_the_paper_recipe(wscnn_data, wscnn_model, tmp_path):
-    from napari_rarepheno.core.modelfile import read_meta
-    from napari_rarepheno.core.wscnn import WSCNNOptions, train_wscnn
+    from napari_rarepheno.core.io.modelfile import read_meta
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, train_wscnn
 
     assert read_meta(wscnn_model).config["pool_first"] is True  # the default (fast) recipe
     res = train_wscnn(wscnn_data, tmp_path / "paper.safetensors", WSCNNOptions(),

@@ -100,7 +100,7 @@ def test_wrong_channel_is_a_clear_error(dock_with_model, qtbot, monkeypatch):
 
 
 def test_train_deepyeast_through_the_widget(make_napari_viewer, qtbot, yeast_data, tmp_path):
-    from napari_rarepheno.core.modelfile import load_model
+    from napari_rarepheno.core.io.modelfile import load_model
 
     viewer = make_napari_viewer()
     dock = DeepYeastDock(viewer)

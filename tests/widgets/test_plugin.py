@@ -39,7 +39,7 @@ def test_npe2_validate_cli():
 
 @pytest.mark.parametrize("module", ["napari_rarepheno", "napari_rarepheno._workers", "napari_rarepheno._layers",
                                     "napari_rarepheno._reader", "napari_rarepheno._writer",
-                                    "napari_rarepheno._sample_data", "napari_rarepheno.core.segment"]
+                                    "napari_rarepheno._sample_data", "napari_rarepheno.core.inference.segment"]
                          + [f"napari_rarepheno._widgets.{w}" for w in WIDGETS])
 def test_import_does_not_load_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"
@@ -84,7 +84,7 @@ def test_sample_data_loads(make_napari_viewer, monkeypatch, tmp_path):
 def test_mitosis_mosaic_from_user_crops(monkeypatch, tmp_path):
     """With RAREPHENO_MITOSIS_CROPS set, the mosaic is tiled from those crops (once, then cached)."""
     from napari_rarepheno import _sample_data
-    from napari_rarepheno.core.data.objects import write_png
+    from napari_rarepheno.core.io.boxes import write_png
 
     crops = tmp_path / "crops"
     rng = np.random.default_rng(0)
@@ -155,7 +155,7 @@ def test_npe2_writers_through_napari(make_napari_viewer, tmp_path):
 
 def test_checkpoint_names_match_the_trainer(tmp_path):
     from napari_rarepheno._widgets._train_panel import checkpoint_files
-    from napari_rarepheno.core.train import checkpoint_paths
+    from napari_rarepheno.core.training.trainer import checkpoint_paths
 
     for name in ("m.safetensors", "model"):
         assert checkpoint_files(tmp_path / name) == list(checkpoint_paths(tmp_path / name))

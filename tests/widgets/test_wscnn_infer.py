@@ -29,7 +29,7 @@ def infer(make_napari_viewer, qtbot, wscnn_model, positive_image):
 @pytest.fixture
 def counted(monkeypatch):
     """Count calls of the network: core.predict.predict_wscnn, and the thread it ran in."""
-    from napari_rarepheno.core import predict
+    from napari_rarepheno.core.inference import predict
 
     calls = []
     real = predict.predict_wscnn
@@ -44,7 +44,7 @@ def counted(monkeypatch):
 
 def test_slider_defaults_are_the_cli_defaults(make_napari_viewer):
     """The dock and `rarepheno predict` must cut the same objects from the same model."""
-    from napari_rarepheno.core.segment import SaliencyConfig
+    from napari_rarepheno.core.inference.segment import SaliencyConfig
 
     dock = WSCNNDock(make_napari_viewer())
     assert dock.infer.saliency_config() == SaliencyConfig()

@@ -5,8 +5,8 @@ import pytest
 
 from napari_rarepheno._widgets import _paths
 from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
-from napari_rarepheno.core.modelfile import load_model
-from napari_rarepheno.core.train import checkpoint_paths
+from napari_rarepheno.core.io.modelfile import load_model
+from napari_rarepheno.core.training.trainer import checkpoint_paths
 
 pytestmark = pytest.mark.gui
 

@@ -49,7 +49,7 @@ def _plain(v):
 
 def plan_export(layers, folder: Path, tables: dict[str, object] | None = None) -> list[tuple[Path, Callable]]:
     """[(path, write function)] for every result layer in ``layers`` and every extra table."""
-    from ..core.imageio import write_tiff
+    from ..core.io.images import write_tiff
 
     folder = Path(folder)
     plan: list[tuple[Path, Callable]] = []

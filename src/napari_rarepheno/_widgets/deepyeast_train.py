@@ -5,7 +5,7 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, LineEdit
 
-from ..core.imageio import is_image_file
+from ..core.io.images import is_image_file
 from ._train_panel import TrainPanel
 
 WIDTHS = {"full (paper)": 1.0, "half": 0.5, "quarter (fast)": 0.25}
@@ -47,15 +47,15 @@ class DeepYeastTrainPanel(TrainPanel):
         return describe_class_folder(path)
 
     def options(self) -> dict:
-        from ..core.data.folders import parse_channels
+        from ..core.io.folders import parse_channels
 
         return {"width": WIDTHS[self.width.value], "channels": parse_channels(self.channels.value),
                 "val_split": None if self.val_split.value == "none" else self.val_split.value}
 
     def run_training(self, data, out, cfg, init_from, options, report, cancel):
         from .. import _workers
-        from ..core.deepyeast import DeepYeastOptions, train_deepyeast
-        from ..core.train import TrainConfig
+        from ..core.deepyeast.classify import DeepYeastOptions, train_deepyeast
+        from ..core.training.trainer import TrainConfig
 
         return train_deepyeast(data, out, DeepYeastOptions(**options), TrainConfig(**cfg), callback=report,
                                cancel=cancel, init_from=init_from,

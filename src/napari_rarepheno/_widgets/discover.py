@@ -24,7 +24,7 @@ from ._paths import PathPicker
 
 
 def describe_model(path: Path) -> str:
-    from ..core.modelfile import read_meta
+    from ..core.io.modelfile import read_meta
 
     try:
         m = read_meta(path)
@@ -45,7 +45,7 @@ class SharedModel(ModelSlot):
 
     def get(self):
         """The loaded model for the picker's path; call in a worker (imports torch)."""
-        from ..core.modelfile import load_model
+        from ..core.io.modelfile import load_model
 
         path = self.wanted()
         if path is None:

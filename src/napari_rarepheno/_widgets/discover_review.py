@@ -272,7 +272,7 @@ class ReviewPanel(JobPanel, QWidget):
 
         def job(report):
             from ..core.discover import retrain
-            from ..core.train import TrainConfig
+            from ..core.training.trainer import TrainConfig
 
             return retrain(old, root, out, TrainConfig(epochs=epochs, device=device), callback=report, cancel=cancel)
 

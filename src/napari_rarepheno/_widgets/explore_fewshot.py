@@ -83,8 +83,8 @@ class FewShotPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.baseline import run_transfer
-            from ..core.deepyeast import load_crops, model_options
+            from ..core.deepyeast.baseline import run_transfer
+            from ..core.deepyeast.classify import load_crops, model_options
 
             opts = model_options(loaded)
             opts.model_classes = None

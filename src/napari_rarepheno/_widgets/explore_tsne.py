@@ -116,9 +116,9 @@ class TSNEPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.data.crops import extract_crops
-            from ..core.deepyeast import classify_crops, embed_crops, load_crops, model_options
-            from ..core.explore import tsne_2d
+            from ..core.cells.crops import extract_crops
+            from ..core.deepyeast.classify import classify_crops, embed_crops, load_crops, model_options
+            from ..core.deepyeast.explore import tsne_2d
 
             names = list(loaded.meta.class_names)
             size = loaded.model.config.input_size

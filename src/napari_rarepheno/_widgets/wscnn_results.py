@@ -43,7 +43,7 @@ class Cached:
 
 def prepare_input(chw: np.ndarray, meta, name: str) -> np.ndarray:
     """Layer pixels (C, H, W) -> the float channels the model was trained on."""
-    from ..core.imageio import check_finite, select_channels, to_float
+    from ..core.io.images import check_finite, select_channels, to_float
 
     want = int(meta.config.get("in_channels", chw.shape[0]))
     if meta.channels and chw.shape[0] != want:
@@ -58,7 +58,7 @@ def prepare_input(chw: np.ndarray, meta, name: str) -> np.ndarray:
 def segment(c: Cached, cfg, positive_only: bool):
     """``(c, Detections)`` of a cached image; an image called negative gets no objects when
     ``positive_only`` (the paper segments positive images only)."""
-    from ..core.segment import segment_saliency
+    from ..core.inference.segment import segment_saliency
 
     called_positive = int(np.argmax(c.probabilities)) == c.positive
     sal = c.saliency if called_positive or not positive_only else np.zeros_like(c.saliency)

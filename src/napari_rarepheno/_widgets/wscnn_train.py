@@ -5,13 +5,13 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox
 
-from ..core.imageio import is_image_file
+from ..core.io.images import is_image_file
 from ._train_panel import TrainPanel
 
 
 def describe_wscnn_folder(path: Path) -> str:
     """One line saying what a WSCNN data folder holds (or what is wrong with it)."""
-    from ..core.data.folders import WSCNN_CLASSES, find_splits
+    from ..core.io.folders import WSCNN_CLASSES, find_splits
     from ..core.errors import InputError
 
     try:
@@ -67,9 +67,9 @@ class WSCNNTrainPanel(TrainPanel):
 
     def run_training(self, data, out, cfg, init_from, options, report, cancel):
         from .. import _workers
-        from ..core.augment import AugmentConfig
-        from ..core.train import TrainConfig
-        from ..core.wscnn import WSCNNOptions, train_wscnn
+        from ..core.training.augment import AugmentConfig
+        from ..core.training.trainer import TrainConfig
+        from ..core.wscnn.train import WSCNNOptions, train_wscnn
 
         options = dict(options)
         aug = AUGMENT[options.pop("augment")]

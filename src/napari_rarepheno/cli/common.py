@@ -178,7 +178,7 @@ _SEGMENTATION_ARGS = ("sigma", "threshold", "threshold_mode", "min_distance", "m
 def add_segmentation_args(p) -> None:
     """Saliency -> objects settings (``core.segment.SaliencyConfig``), the same knobs as the
     WSCNN dock's sliders, so objects tuned there can be reproduced in batch."""
-    from ..core.segment import THRESHOLD_MODES, SaliencyConfig  # numpy only
+    from ..core.inference.segment import THRESHOLD_MODES, SaliencyConfig  # numpy only
 
     d = SaliencyConfig()
     g = p.add_argument_group("object segmentation, WSCNN models (the same settings as the dock's sliders)")
@@ -202,7 +202,7 @@ def segmentation_args_given(args) -> list[str]:
 
 def saliency_config_from_args(args):
     """The SaliencyConfig the segmentation options ask for, checked before any work starts."""
-    from ..core.segment import SaliencyConfig
+    from ..core.inference.segment import SaliencyConfig
 
     cfg = SaliencyConfig(**{k: getattr(args, k) for k in _SEGMENTATION_ARGS if getattr(args, k, None) is not None})
     cfg.validate()
@@ -217,7 +217,7 @@ def train_config_from_args(args):
     output (writable; an existing model or run is never replaced without --overwrite,
     and --resume is the way to continue one)."""
     from ..core.device import resolve_device, resolve_precision
-    from ..core.train import TrainConfig
+    from ..core.training.trainer import TrainConfig
 
     cfg = TrainConfig(epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size, lr=args.lr,
                       device=args.device, precision=args.precision, seed=args.seed, threads=args.threads,
@@ -234,8 +234,8 @@ def train_config_from_args(args):
 def check_train_out(args) -> None:
     """Refuse to clobber a previous model or run; say what --resume will do."""
     from ..core.errors import InputError
-    from ..core.modelfile import check_model_output, remove_stale_temps
-    from ..core.train import checkpoint_paths
+    from ..core.io.modelfile import check_model_output, remove_stale_temps
+    from ..core.training.trainer import checkpoint_paths
 
     if getattr(args, "overwrite", False) and getattr(args, "resume", False):
         raise InputError("choose one: --resume (continue the run) or --overwrite (start again)")

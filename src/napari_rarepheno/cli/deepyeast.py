@@ -8,18 +8,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import add_channel_args, add_train_args, count_bar, ctrl_c_cancels, refuse_overwrite, \
-    train_config_from_args, train_summary, write_json, TrainBar
+from .common import (add_channel_args, add_train_args, count_bar, ctrl_c_cancels, refuse_overwrite,
+                     train_config_from_args, train_summary, write_json, TrainBar)
 
 
 def _crop_options(args):
-    from ..core.deepyeast import options_from_args
+    from ..core.deepyeast.classify import options_from_args
 
     return options_from_args(args)
 
 
 def cmd_simulate_yeast(args) -> int:
-    from ..core.data.yeast import YeastConfig, simulate_yeast
+    from ..core.datasets.yeast import YeastConfig, simulate_yeast
 
     cfg = YeastConfig(height=args.size, width=args.size)
     res = simulate_yeast(Path(args.data), n_proteins=args.n_proteins, fields_per_protein=args.fields_per_protein,
@@ -31,8 +31,8 @@ def cmd_simulate_yeast(args) -> int:
 
 
 def cmd_train_deepyeast(args) -> int:
-    from ..core.augment import AugmentConfig
-    from ..core.deepyeast import train_deepyeast
+    from ..core.training.augment import AugmentConfig
+    from ..core.deepyeast.classify import train_deepyeast
     from ..core.progress import CancelToken
 
     split = None if args.val_split == "none" else args.val_split
@@ -51,9 +51,9 @@ def cmd_train_deepyeast(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    from ..core.baseline import run_baseline
-    from ..core.deepyeast import load_crops
-    from ..core.features import ForestConfig
+    from ..core.deepyeast.baseline import run_baseline
+    from ..core.deepyeast.classify import load_crops
+    from ..core.classic.features import ForestConfig
 
     if args.json:  # before the work, not after it
         refuse_overwrite(Path(args.json), args.overwrite)
@@ -70,8 +70,8 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_transfer(args) -> int:
-    from ..core.baseline import run_transfer
-    from ..core.deepyeast import as_loaded, load_crops, model_options
+    from ..core.deepyeast.baseline import run_transfer
+    from ..core.deepyeast.classify import as_loaded, load_crops, model_options
 
     if args.json:
         refuse_overwrite(Path(args.json), args.overwrite)
@@ -91,11 +91,11 @@ def cmd_transfer(args) -> int:
 def cmd_cells(args) -> int:
     import numpy as np
 
-    from ..core.data.crops import cells_from_labels, crops_from_labels, segment_cells
-    from ..core.data.folders import parse_channels
+    from ..core.cells.crops import cells_from_labels, crops_from_labels, segment_cells
+    from ..core.io.folders import parse_channels
     from ..core.errors import InputError
-    from ..core.explore import write_rows
-    from ..core.imageio import read_image, select_channels, write_tiff
+    from ..core.deepyeast.explore import write_rows
+    from ..core.io.images import read_image, select_channels, write_tiff
 
     field = read_image(args.field, as_float=False)
     if not 0 <= args.channel < field.shape[0]:
@@ -124,8 +124,8 @@ def cmd_cells(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    from ..core.deepyeast import align_labels, as_loaded, load_crops, model_options
-    from ..core.explore import explore
+    from ..core.deepyeast.classify import align_labels, as_loaded, load_crops, model_options
+    from ..core.deepyeast.explore import explore
 
     refuse_overwrite(Path(args.out) / "summary.json", args.overwrite)
     lm = as_loaded(args.model)

@@ -56,11 +56,11 @@ def _pump(seconds: float) -> None:
 
 
 def cmd_demo(args) -> int:
-    from ..core.augment import AugmentConfig
-    from ..core.data.synthetic import SimConfig, simulate
+    from ..core.training.augment import AugmentConfig
+    from ..core.datasets.synthetic import SimConfig, simulate
     from ..core.progress import CancelToken
-    from ..core.train import TrainConfig
-    from ..core.wscnn import WSCNNOptions, train_wscnn
+    from ..core.training.trainer import TrainConfig
+    from ..core.wscnn.train import WSCNNOptions, train_wscnn
     from .common import TrainBar, count_bar, ctrl_c_cancels
 
     out = Path(args.out)
@@ -73,7 +73,7 @@ def cmd_demo(args) -> int:
                  progress=count_bar("simulating", args.quiet))
     model_path = out / "model.safetensors"
     if args.reuse_model and model_path.exists():
-        from ..core.modelfile import load_model
+        from ..core.io.modelfile import load_model
 
         print(f"[demo] reusing {model_path}", file=sys.stderr)
         lm = load_model(model_path, expect_kind="wscnn")
@@ -91,8 +91,8 @@ def cmd_demo(args) -> int:
     pos = _first_image(data / "test" / "positive")
     neg = _first_image(data / "test" / "negative")
     pred_dir = out / "predictions"
-    from ..core.batch import predict_wscnn_files
-    from ..core.modelfile import LoadedModel
+    from ..core.wscnn.predict_files import predict_wscnn_files
+    from ..core.io.modelfile import LoadedModel
 
     loaded = LoadedModel(model.cpu(), meta, best)
     csv_path = predict_wscnn_files(loaded, [pos, neg], pred_dir, device="cpu", overwrite=True)
@@ -111,8 +111,8 @@ def show(args, loaded, pos: Path, neg: Path, test_dir: Path, pred_dir: Path) -> 
     from .. import _sample_data
     from .._widgets.wscnn_dock import WSCNNDock
     from .._widgets.wscnn_results import Cached
-    from ..core.imageio import read_image
-    from ..core.predict import predict_wscnn
+    from ..core.io.images import read_image
+    from ..core.inference.predict import predict_wscnn
 
     viewer = napari.Viewer(title="napari-rarepheno demo", show=True)
     viewer.window._qt_window.resize(1600, 1000)

@@ -86,7 +86,7 @@ def cmd_undo(args) -> int:
 def cmd_gallery(args) -> int:
     from ..core.discover import GalleryConfig, build_gallery, save_gallery
     from ..core.progress import CancelToken
-    from ..core.saliency import SaliencyConfig
+    from ..core.inference.saliency import SaliencyConfig
 
     out = Path(args.out)
     if (out / "gallery.csv").exists() and not args.overwrite:
@@ -116,7 +116,7 @@ def cmd_name_cluster(args) -> int:
 def cmd_retrain(args) -> int:
     from ..core.discover import retrain
     from ..core.progress import CancelToken
-    from ..core.train import TrainConfig
+    from ..core.training.trainer import TrainConfig
     from .common import TrainBar
 
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed)

@@ -16,7 +16,7 @@ def _range(text: str) -> tuple[int, int]:
 
 
 def cmd_simulate(args) -> int:
-    from ..core.data.synthetic import SimConfig, simulate
+    from ..core.datasets.synthetic import SimConfig, simulate
 
     cfg = SimConfig(n_per_class=args.n_per_class, rare_fraction=args.rare_fraction, seed=args.seed)
     summary = simulate(Path(args.data), cfg, overwrite=args.overwrite)
@@ -25,7 +25,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_mosaic(args) -> int:
-    from ..core.data.mosaic import MosaicConfig, build_mosaics
+    from ..core.datasets.mosaic import MosaicConfig, build_mosaics
 
     gh, _, gw = args.grid.partition("x")
     cfg = MosaicConfig(rare=tuple(args.rare.split(",")), common=tuple(args.common.split(",")),
@@ -37,14 +37,14 @@ def cmd_mosaic(args) -> int:
 
 
 def cmd_train_wscnn(args) -> int:
-    from ..core.data.folders import parse_channels
+    from ..core.io.folders import parse_channels
     from ..core.progress import CancelToken
-    from ..core.wscnn import WSCNNOptions, train_wscnn
+    from ..core.wscnn.train import WSCNNOptions, train_wscnn
 
     opts = WSCNNOptions(depth=args.depth, head=args.head, conv2_kernel=args.conv2_kernel,
                         channels=parse_channels(args.channels), pool_first=args.pool_first)
     if args.no_augment:
-        from ..core.augment import AugmentConfig
+        from ..core.training.augment import AugmentConfig
         opts.augment = AugmentConfig.none()
     cfg = train_config_from_args(args)
     with ctrl_c_cancels(CancelToken()) as token:
@@ -65,15 +65,15 @@ def _no_segmentation_args(args, command: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from ..core.data.folders import parse_channels
-    from ..core.modelfile import read_meta
+    from ..core.io.folders import parse_channels
+    from ..core.io.modelfile import read_meta
     from .common import refuse_overwrite
 
     meta = read_meta(args.model)
     if args.json:  # before the work, not after it
         refuse_overwrite(Path(args.json), args.overwrite)
     if meta.kind == "wscnn":
-        from ..core.wscnn import evaluate_wscnn
+        from ..core.wscnn.train import evaluate_wscnn
 
         res = evaluate_wscnn(args.model, args.test, device=args.device, progress=count_bar("evaluating", args.quiet),
                              channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args))
@@ -81,7 +81,7 @@ def cmd_evaluate(args) -> int:
             for k in ("probabilities", "images", "labels"):
                 res.pop(k, None)
     else:
-        from ..core.deepyeast import evaluate_deepyeast
+        from ..core.deepyeast.classify import evaluate_deepyeast
 
         _no_segmentation_args(args, "evaluate")
         res = evaluate_deepyeast(args.model, args.test, device=args.device, args=args)
@@ -90,19 +90,19 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..core.modelfile import read_meta
+    from ..core.io.modelfile import read_meta
 
     meta = read_meta(args.model)
     if meta.kind == "wscnn":
-        from ..core.batch import predict_wscnn_files
-        from ..core.data.folders import parse_channels
+        from ..core.wscnn.predict_files import predict_wscnn_files
+        from ..core.io.folders import parse_channels
 
         predict_wscnn_files(args.model, [Path(p) for p in args.inputs], Path(args.out), device=args.device,
                             tile=args.tile, overwrite=args.overwrite, resume=args.resume,
                             saliency_config=saliency_config_from_args(args),
                             channels=parse_channels(args.channels), progress=count_bar("predicting", args.quiet))
     else:
-        from ..core.deepyeast import predict_deepyeast_cli
+        from ..core.deepyeast.classify import predict_deepyeast_cli
 
         _no_segmentation_args(args, "predict")
         predict_deepyeast_cli(args)
@@ -111,7 +111,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..core.modelfile import read_meta
+    from ..core.io.modelfile import read_meta
 
     write_json(None, read_meta(args.model).__dict__)
     return 0

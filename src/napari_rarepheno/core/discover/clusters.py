@@ -59,7 +59,7 @@ def embed_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     """(N, 2) t-SNE map of the features (PCA for fewer than 6 crops)."""
     n = len(features)
     if n >= 6:
-        from ..explore import tsne_2d
+        from ..deepyeast.explore import tsne_2d
 
         return tsne_2d(features, seed)
     x = reduce(features, dims=2, seed=seed)
@@ -160,8 +160,8 @@ def gallery_rows(g: Gallery) -> list[dict]:
 def save_gallery(g: Gallery, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
     """gallery.csv, gallery.png (montage), scatter.png (2-D map by cluster), crops.npy,
     features.npy and gallery.json in ``out_dir``."""
-    from ..data.objects import write_png
-    from ..explore import plot_scatter
+    from ..io.boxes import write_png
+    from ..deepyeast.explore import plot_scatter
 
     out = Path(out_dir)
     if (out / "gallery.csv").exists() and not overwrite:
@@ -220,8 +220,8 @@ def _crop_file_data(crop: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
 
 def save_crops(g: Gallery, indices: Sequence[int], folder: str | Path) -> list[Path]:
     """Write crops ``indices`` into ``folder`` as ``<image>_y<y>_x<x>`` files (never overwriting)."""
-    from ..data.objects import write_png
-    from ..imageio import write_tiff
+    from ..io.boxes import write_png
+    from ..io.images import write_tiff
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

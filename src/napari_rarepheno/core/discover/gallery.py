@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import CancelToken
-from ..saliency import SaliencyConfig
+from ..inference.saliency import SaliencyConfig
 from .scoring import as_loaded, batches, folder_files, target_index
 
 
@@ -96,7 +96,7 @@ def feature_geometry(model) -> tuple[float, int]:
 
     from torch import nn
 
-    from ..saliency import unit_geometry
+    from ..inference.saliency import unit_geometry
 
     return unit_geometry(SimpleNamespace(features=model.features, classifier=nn.Identity()))
 
@@ -120,7 +120,7 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
     forward and one backward pass (the saliency of ``core.saliency.maps_and_saliency``)."""
     import torch
 
-    from ..saliency import eval_mode, objective_weights
+    from ..inference.saliency import eval_mode, objective_weights
 
     model = lm.model
     xn = norm.apply_torch(torch.from_numpy(np.ascontiguousarray(x)).to(dev).float()).requires_grad_(True)
@@ -135,8 +135,8 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
 
 
 def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
-    from ..normalize import Normalization
-    from ..saliency import segment_saliency
+    from ..inputs.normalize import Normalization
+    from ..inference.saliency import segment_saliency
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "wscnn")
@@ -167,7 +167,7 @@ def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=N
 
 
 def collect_deepyeast(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
-    from ..deepyeast import classify_crops, embed_crops, fit_size
+    from ..deepyeast.classify import classify_crops, embed_crops, fit_size
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "deepyeast")
@@ -199,7 +199,7 @@ def build_gallery(model, inputs: Sequence[str | Path], cfg: GalleryConfig | None
     """Crops and embeddings of the salient cells (WSCNN) or of the cells (DeepYeast) of
     ``inputs`` (files or folders), clustered and mapped to 2-D unless ``cluster=False``."""
     from ..device import resolve_device
-    from ..imageio import read_image
+    from ..io.images import read_image
 
     cfg = cfg or GalleryConfig()
     cfg.validate()
@@ -233,7 +233,7 @@ def explain_file(model, path: str | Path, target: str | None = None, device: str
     """One image for review: ``(pixels as read (C, H, W), probabilities, saliency (H, W) or None)``.
     WSCNN images get the target class's gradient saliency (``core.predict.predict_wscnn``,
     tiled when ``tile`` is given); DeepYeast crops none."""
-    from ..imageio import read_image
+    from ..io.images import read_image
     from .scoring import probabilities, read_for_model
 
     lm = as_loaded(model)
@@ -245,7 +245,7 @@ def explain_file(model, path: str | Path, target: str | None = None, device: str
         dev = resolve_device(device)
         lm.model.to(dev).eval()
         return raw, probabilities(lm, read_for_model(lm, path)[None], dev)[0], None
-    from ..predict import predict_wscnn
+    from ..inference.predict import predict_wscnn
 
     t = target_index(lm.meta.class_names, target, "wscnn")
     pred = predict_wscnn(lm, raw, saliency=True, tile=tile, device=device, target=t, path=path)

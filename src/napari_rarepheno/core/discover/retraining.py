@@ -17,8 +17,8 @@ def retrain(model: str | Path, data_dir: str | Path, out: str | Path, cfg=None, 
             callback: ProgressCallback = None, cancel: CancelToken | None = None):
     """Train a model of the same kind, architecture and channels as ``model`` on ``data_dir``,
     starting from its weights (``fine_tune``) or from scratch; returns the TrainResult."""
-    from ..modelfile import read_meta
-    from ..train import TrainConfig
+    from ..io.modelfile import read_meta
+    from ..training.trainer import TrainConfig
 
     meta = read_meta(model)
     cfg = cfg or TrainConfig(epochs=3)
@@ -27,14 +27,14 @@ def retrain(model: str | Path, data_dir: str | Path, out: str | Path, cfg=None, 
     init = model if fine_tune else None
     c = meta.config
     if meta.kind == "wscnn":
-        from ..wscnn import WSCNNOptions, train_wscnn
+        from ..wscnn.train import WSCNNOptions, train_wscnn
 
         opts = WSCNNOptions(depth=c.get("depth", 4), head=c.get("head", "max"), conv2_kernel=c.get("conv2_kernel", 3),
                             channels=meta.channels, pool_first=c.get("pool_first", False))
         return train_wscnn(data_dir, out, opts, cfg, callback=callback, cancel=cancel, init_from=init)
     if meta.kind == "deepyeast":
-        from ..deepyeast import DeepYeastOptions, train_deepyeast
-        from ..models import DeepYeastConfig
+        from ..deepyeast.classify import DeepYeastOptions, train_deepyeast
+        from ..nets.networks import DeepYeastConfig
 
         width = c.get("widths", DeepYeastConfig().widths)[0] / DeepYeastConfig().widths[0]
         opts = DeepYeastOptions(channels=meta.channels, input_size=c.get("input_size", 64), width=width,

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..imageio import is_image_file, read_image
+from ..io.images import is_image_file, read_image
 from ..progress import CancelToken
 
 SCORES = ("probability", "entropy")
@@ -32,7 +32,7 @@ class LabeledFile:
 
 def as_loaded(model):
     """A :class:`~..modelfile.LoadedModel` of either kind, from a path or as given."""
-    from ..modelfile import LoadedModel, load_model
+    from ..io.modelfile import LoadedModel, load_model
 
     if isinstance(model, LoadedModel):
         return model
@@ -80,7 +80,7 @@ def labeled_files(root: str | Path, class_names: Sequence[str]) -> list[LabeledF
 def folder_files(inputs: Sequence[str | Path], class_names: Sequence[str] = ()) -> list[LabeledFile]:
     """Images of files/folders (recursive); the label is the parent folder's name when that
     is a class of the model (so a ranking of a labeled folder shows the labels)."""
-    from ..batch import expand_inputs
+    from ..wscnn.predict_files import expand_inputs
 
     files = expand_inputs([Path(p) for p in inputs])
     return [LabeledFile(f, f.parent.name if f.parent.name in class_names else "") for f in files]
@@ -126,10 +126,10 @@ def batches(lm, files: Iterable[LabeledFile], batch_size: int,
 def probabilities(lm, x: np.ndarray, device) -> np.ndarray:
     """(B, K) class probabilities of one float batch."""
     if lm.meta.kind == "deepyeast":
-        from ..deepyeast import classify_crops
+        from ..deepyeast.classify import classify_crops
 
         return classify_crops(lm, x, device=str(device), batch_size=len(x))
-    from ..predict import classify_batch
+    from ..inference.predict import classify_batch
 
     return classify_batch(lm, x, len(x), device)
 

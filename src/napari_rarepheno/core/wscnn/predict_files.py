@@ -1,0 +1,283 @@
+"""Streaming batch prediction over many files: incremental CSV, resumable.
+
+``predictions.csv`` gets one row per image as soon as it is done (flushed), so a run
+stopped half-way keeps what it finished and ``resume=True`` skips those images.
+Per image: ``<name>_saliency.tif`` (float32) and ``<name>_mask.tif`` (uint16 labels,
+one component per detected object); all detected objects go to ``objects.csv``.
+
+Safety: existing outputs are never replaced unless ``overwrite`` (``--overwrite``) or
+``resume`` (``--resume``, which continues the same run) is given; the check covers every
+file the run would write and happens before any work. Output names are unique even
+when inputs share a file name (``a/img.png`` and ``b/img.png``, ``x.tif`` and ``x.png``,
+``A.png`` and ``a.png`` on a case-insensitive disk). Images too big to predict at once
+are tiled automatically (``head='max'`` networks) instead of exhausting memory.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import Cancelled, InputError, OutputError, ensure_writable_dir
+from ..io.images import IMAGE_SUFFIXES, available_memory, is_constant, is_image_file, read_image, write_tiff
+from ..progress import CancelToken
+
+#: images with more pixels than this are predicted in tiles when no --tile is given
+AUTO_TILE_PIXELS = 2048 * 2048
+AUTO_TILE = 1024
+#: rough peak memory of an untiled WSCNN forward + saliency backward, bytes per input pixel
+_BYTES_PER_PIXEL = 1200
+_OBJECT_FIELDS = ["image", "object_id", "y", "x", "score", "area"]
+
+
+def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given; folders expanded recursively to their images (sorted)."""
+    files: list[Path] = []
+    for p in inputs:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            if not found:
+                raise InputError(f"folder contains no images ({', '.join(IMAGE_SUFFIXES)})", p)
+            files += found
+        elif p.exists():
+            if not is_image_file(p):
+                raise InputError(f"not an image file ({', '.join(IMAGE_SUFFIXES)})", p)
+            files.append(p)
+        else:
+            raise InputError("not found", p)
+    return files
+
+
+def unique_names(files: Sequence[Path]) -> list[str]:
+    """Output names: the file stem; where stems collide (compared case-insensitively, as
+    on macOS/Windows disks) prefixed by as many parent folders as tell them apart, then
+    the suffix (``x.tif``/``x.png``), then a counter."""
+    files = [Path(f) for f in files]
+    names = [f.stem for f in files]
+
+    def collisions() -> list[list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            groups.setdefault(n.casefold(), []).append(i)
+        return [g for g in groups.values() if len(g) > 1]
+
+    for depth in range(1, 6):
+        changed = False
+        for g in collisions():
+            if len({files[i].parent for i in g}) > 1:
+                for i in g:
+                    names[i] = "__".join(list(files[i].parts[-depth - 1:-1]) + [files[i].stem])
+                changed = True
+        if not changed:
+            break
+    for g in collisions():
+        if len({files[i].suffix.casefold() for i in g}) > 1:
+            for i in g:
+                names[i] = f"{names[i]}_{files[i].suffix.lstrip('.')}"
+    for g in collisions():
+        for k, i in enumerate(g[1:], start=2):
+            names[i] = f"{names[i]}_{k}"
+    return names
+
+
+def output_paths(files: Sequence[Path], out: Path) -> list[Path]:
+    """Every file a run over ``files`` writes into ``out`` (for "replace?" questions)."""
+    out = Path(out)
+    paths = [out / "predictions.csv", out / "objects.csv"]
+    for n in unique_names(files):
+        paths += [out / f"{n}_saliency.tif", out / f"{n}_mask.tif"]
+    return paths
+
+
+def _done_rows(csv_path: Path) -> set[str]:
+    if not csv_path.exists():
+        return set()
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        return {row["image"] for row in csv.DictReader(fh) if row.get("image")}
+
+
+def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _prepare_resume(csv_path: Path, obj_path: Path, fields: list[str]) -> set[str]:
+    """Keep the complete rows of a stopped run (a kill can cut the last line) and the
+    objects of the images that have a prediction row; return those images."""
+    if not csv_path.exists():
+        return set()
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != fields:
+            raise InputError(f"cannot resume: predictions.csv has the columns {reader.fieldnames}, this model "
+                             f"writes {fields}; use another --out folder or --overwrite", csv_path)
+        rows = [r for r in reader if None not in r and all(r.get(k) not in (None, "") for k in fields)]
+    done = {r["image"] for r in rows}
+    objects = []
+    if obj_path.exists():
+        with open(obj_path, newline="", encoding="utf-8") as fh:
+            objects = [r for r in csv.DictReader(fh) if None not in r and r.get("image") in done
+                       and all(r.get(k) not in (None, "") for k in _OBJECT_FIELDS)]
+    _rewrite(csv_path, fields, rows)
+    _rewrite(obj_path, _OBJECT_FIELDS, objects)
+    return done
+
+
+class _Tables:
+    """predictions.csv and objects.csv, opened at the first finished image, flushed per row."""
+
+    def __init__(self, csv_path: Path, obj_path: Path, fields: list[str], append: bool):
+        self.paths, self.fields, self.append = (csv_path, obj_path), fields, append
+        self.fh = self.oh = None
+
+    def open(self) -> None:
+        if self.fh is not None:
+            return
+        csv_path, obj_path = self.paths
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "a" if self.append else "w"
+        self.fh = open(csv_path, mode, newline="", encoding="utf-8")
+        self.oh = open(obj_path, mode, newline="", encoding="utf-8")
+        self.w, self.ow = csv.DictWriter(self.fh, fieldnames=self.fields), csv.writer(self.oh)
+        if not self.append:
+            self.w.writeheader()
+            self.ow.writerow(_OBJECT_FIELDS)
+
+    def objects(self, rows: list[list]) -> None:
+        self.ow.writerows(rows)
+        self.oh.flush()
+
+    def prediction(self, row: dict) -> None:
+        self.w.writerow(row)
+        self.fh.flush()
+
+    def close(self) -> None:
+        for h in (self.fh, self.oh):
+            if h is not None:
+                h.close()
+
+
+def _tile_for(lm, img: np.ndarray, tile: int | None, path: Path) -> int | None:
+    """The tile size to use: the caller's, or automatic for images too big to do at once."""
+    H, W = img.shape[1:]
+    if tile is not None or H * W <= AUTO_TILE_PIXELS:
+        return tile
+    head = getattr(lm.model.config, "head", "max")
+    if head == "max":
+        warnings.warn(f"{path}: {H}x{W} px is too large to predict at once; tiling it ({AUTO_TILE} px tiles, "
+                      "same result)", stacklevel=3)
+        return AUTO_TILE
+    avail = available_memory()
+    if avail is not None and H * W * _BYTES_PER_PIXEL > 0.8 * avail:
+        raise InputError(f"image is {H}x{W} px: predicting it at once needs about "
+                         f"{H * W * _BYTES_PER_PIXEL / 1e9:.1f} GB but only {avail / 1e9:.1f} GB is free, and this "
+                         f"model (head='{head}') cannot be tiled; crop the image into smaller fields", path)
+    return None
+
+
+def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str = "auto", tile: int | None = None,
+                        overwrite: bool = False, resume: bool = False, saliency_config=None,
+                        channels: Sequence[int] | None = None,
+                        progress=None, cancel: CancelToken | None = None) -> Path:
+    """Predict every image of ``inputs`` (files or folders) into ``out``.
+
+    ``channels`` selects channels of the files (``--channels``); by default the model's
+    stored selection is applied when a file has more channels than the model."""
+    from ..device import resolve_device
+    from ..inference.predict import predict_wscnn
+    from ..inference.saliency import SaliencyConfig, segment_saliency
+    from .train import as_loaded
+
+    if overwrite and resume:
+        raise InputError("choose one: --resume (continue the run in the output folder) or --overwrite "
+                         "(start again, replacing its files)")
+    lm = as_loaded(model)
+    files = expand_inputs(inputs)
+    names = unique_names(files)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError("the output path is a file; give a folder for the results", out)
+    if not (overwrite or resume):
+        existing = [p for p in output_paths(files, out) if p.exists()]
+        if existing:
+            raise OutputError(f"{len(existing)} result file(s) exist already (e.g. {existing[0].name}); use "
+                              "--resume to continue that run or --overwrite to replace them", out)
+    dev = resolve_device(device)  # a bad --device fails before anything is written
+    ensure_writable_dir(out, create=False)
+    csv_path, obj_path = out / "predictions.csv", out / "objects.csv"
+    classes = list(lm.meta.class_names)
+    fields = ["image", "name"] + [f"p_{c}" for c in classes] + ["predicted", "n_objects"]
+    done = _prepare_resume(csv_path, obj_path, fields) if resume else set()
+    scfg = saliency_config or SaliencyConfig()
+    constant: list[str] = []
+    n_done = len(done)
+    tables = _Tables(csv_path, obj_path, fields, append=resume and csv_path.exists())
+    try:
+        for k, (f, name) in enumerate(zip(files, names)):
+            if cancel is not None and cancel.cancelled:
+                break
+            if str(f) in done:
+                continue
+            try:
+                img = read_image(f, channels, as_float=False, warn_constant=False)
+            except InputError as e:
+                if not n_done:
+                    raise
+                raise InputError(f"{e} - the {n_done} image(s) finished before it are kept in {csv_path.name}; "
+                                 "fix or remove this file, then run again with --resume", f) from None
+            if is_constant(img):
+                constant.append(f.name)
+            try:
+                pred = predict_wscnn(lm, img, saliency=True, tile=_tile_for(lm, img, tile, f), device=dev,
+                                     path=f, cancel=cancel)
+            except Cancelled:  # stopped inside a tiled image: keep what is finished
+                break
+            except (MemoryError, RuntimeError) as e:
+                if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
+                    raise
+                raise InputError(f"not enough memory to predict this {img.shape[1]}x{img.shape[2]} px image; "
+                                 "use --tile 512 (or smaller)", f) from None
+            det = segment_saliency(pred.saliency, scfg)
+            tables.open()  # the first finished image creates the outputs (a failure before leaves nothing)
+            write_tiff(out / f"{name}_saliency.tif", pred.saliency.astype(np.float32), overwrite=True)
+            write_tiff(out / f"{name}_mask.tif", det.labels.astype(np.uint16), overwrite=True)
+            areas = np.bincount(det.labels.ravel())
+            rows = []
+            for i, ((y, x), score) in enumerate(zip(det.peaks, det.scores)):
+                lab = int(det.labels[int(round(y)), int(round(x))])
+                rows.append([str(f), lab or i + 1, f"{y:.1f}", f"{x:.1f}", f"{score:.5g}",
+                             int(areas[lab]) if lab < len(areas) else 0])
+            tables.objects(rows)
+            # the prediction row comes last: it marks the image as done for --resume
+            row = {"image": str(f), "name": name, "predicted": classes[int(np.argmax(pred.probabilities))],
+                   "n_objects": int(det.labels.max())}
+            row.update({f"p_{c}": f"{p:.6f}" for c, p in zip(classes, pred.probabilities)})
+            tables.prediction(row)
+            n_done += 1
+            if progress is not None:
+                progress(k + 1, len(files))
+        tables.open()  # a run with nothing (left) to do still leaves valid, empty tables
+    finally:
+        tables.close()
+    if constant:
+        warnings.warn(f"{len(constant)} constant image(s) (every pixel equal, no signal): "
+                      f"{', '.join(constant[:5])}{' ...' if len(constant) > 5 else ''}", stacklevel=2)
+    return csv_path
+
+
+def iter_images(files: Iterable[Path], channels=None):
+    for f in files:
+        yield f, read_image(f, channels)

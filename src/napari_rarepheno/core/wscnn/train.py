@@ -1,0 +1,220 @@
+"""WSCNN tasks: train on a labeled folder, evaluate classification and localisation.
+
+The folder contract is ``DATA/{train,val,test}/{negative,positive}/*`` with optional
+``DATA/<split>/objects.csv`` ground-truth boxes (see ``core.data.objects``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..training.augment import AugmentConfig
+from ..io.folders import ImageSet, find_splits, load_wscnn_split
+from ..errors import InputError
+from ..io.modelfile import LoadedModel, ModelMeta, load_model
+from ..nets.networks import WSCNN, WSCNNConfig, config_to_dict
+from ..inputs.normalize import Normalization
+from ..progress import CancelToken, ProgressCallback
+from ..training.trainer import Trainer, TrainConfig, TrainResult
+
+
+@dataclass
+class WSCNNOptions:
+    """Network options chosen by the user (the rest comes from the data)."""
+
+    depth: int = 4
+    head: str = "max"
+    conv2_kernel: int = 3
+    channels: list[int] | None = None
+    pool_first: bool | None = None      # WSCNNConfig.pool_first; None: yes, except under the paper recipe
+    val_fraction: float = 0.2           # used only when DATA has no val/ split
+    augment: AugmentConfig = field(default_factory=AugmentConfig.wscnn_paper)
+
+
+def holdout_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Stratified hold-out of ``fraction`` of each class (for data without a val/ split)."""
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for c in np.unique(data.labels):
+        idx = np.flatnonzero(data.labels == c)
+        k = max(1, int(round(len(idx) * fraction))) if len(idx) > 1 else 0
+        val_idx += list(rng.choice(idx, k, replace=False))
+    val_mask = np.zeros(len(data), bool)
+    val_mask[val_idx] = True
+    return data.subset(np.flatnonzero(~val_mask)), data.subset(np.flatnonzero(val_mask))
+
+
+def load_train_val(data_dir: str | Path, opts: WSCNNOptions, seed: int = 0,
+                   progress=None) -> tuple[ImageSet, ImageSet | None]:
+    splits = find_splits(data_dir)
+    if "train" not in splits:
+        raise InputError("no train/ split (expected DATA/train/{negative,positive}/)", data_dir)
+    min_size = WSCNN(WSCNNConfig(conv2_kernel=opts.conv2_kernel, depth=opts.depth)).min_input_size
+    train = load_wscnn_split(splits["train"], opts.channels, min_size, progress)
+    few = [train.class_names[c] for c in (0, 1) if (train.labels == c).sum() < 2]
+    if few:
+        raise InputError(f"need at least 2 training images in each of negative/ and positive/; too few in "
+                         f"{', '.join(few)}/", splits["train"])
+    if "val" in splits:
+        val = load_wscnn_split(splits["val"], opts.channels, min_size)
+        if val.n_channels != train.n_channels:
+            raise InputError(f"val/ images have {val.n_channels} channel(s) but train/ images have "
+                             f"{train.n_channels}", splits["val"])
+        if val.images.shape[2:] != train.images.shape[2:]:
+            H = max(val.images.shape[2], train.images.shape[2])
+            W = max(val.images.shape[3], train.images.shape[3])
+            val.images = _pad_to(val.images, H, W)
+            train.images = _pad_to(train.images, H, W)
+    else:
+        train, val = holdout_split(train, opts.val_fraction, seed)
+    return train, val
+
+
+def _pad_to(a: np.ndarray, H: int, W: int) -> np.ndarray:
+    if a.shape[2:] == (H, W):
+        return a
+    out = np.zeros(a.shape[:2] + (H, W), a.dtype)
+    out[:, :, : a.shape[2], : a.shape[3]] = a
+    return out
+
+
+def build_wscnn(train: ImageSet, opts: WSCNNOptions, seed: int = 0) -> tuple[WSCNN, ModelMeta]:
+    import torch
+
+    cfg = WSCNNConfig(in_channels=train.n_channels, n_classes=2, depth=opts.depth, head=opts.head,
+                      conv2_kernel=opts.conv2_kernel, pool_first=bool(opts.pool_first),
+                      input_size=tuple(train.images.shape[2:]) if opts.head == "fc" else None)
+    torch.manual_seed(seed)  # the initial weights are part of the seeded run
+    model = WSCNN(cfg)
+    meta = ModelMeta("wscnn", config_to_dict(cfg), list(train.class_names), opts.channels)
+    return model, meta
+
+
+def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions | None = None,
+                cfg: TrainConfig | None = None, *, callback: ProgressCallback = None,
+                cancel: CancelToken | None = None, resume: bool = False,
+                init_from: str | Path | None = None, load_progress=None) -> TrainResult:
+    """Train a WSCNN on ``DATA/train`` (validating on ``DATA/val``) and write ``out``.
+
+    ``init_from`` continues training from an existing model file (fine-tuning)."""
+    from ..device import resolve_device, resolve_precision
+    from ..io.modelfile import check_model_output, remove_stale_temps
+
+    opts = opts or WSCNNOptions()
+    cfg = cfg or TrainConfig()
+    cfg.validate()
+    # fail before reading any image: a bad device or an unwritable --out would otherwise
+    # only show after the data set is loaded (or, for --out, after the first epoch)
+    resolve_precision(cfg.precision, resolve_device(cfg.device))
+    if out:
+        from ..training.trainer import checkpoint_paths
+
+        check_model_output(out)
+        remove_stale_temps(*checkpoint_paths(Path(out)))  # left by a killed run; the real files are intact
+    prev = load_model(init_from, expect_kind="wscnn") if init_from is not None else None
+    if opts.pool_first is None:  # a continued model keeps its layer order
+        opts = replace(opts, pool_first=prev.model.config.pool_first if prev else cfg.recipe != "paper")
+    train, val = load_train_val(data_dir, opts, cfg.seed, load_progress)
+    model, meta = build_wscnn(train, opts, cfg.seed)
+    if prev is not None:
+        if prev.model.config != model.config:
+            raise InputError(f"cannot continue training: the model was built for {prev.model.config}, the data "
+                             f"and options need {model.config}", init_from)
+        model.load_state_dict(prev.model.state_dict())
+        norm = Normalization.from_dict(prev.meta.normalization)
+    else:
+        norm = Normalization.fit(train.images, seed=cfg.seed)
+    meta.normalization = norm.to_dict()
+    meta.training.update(data=str(data_dir), n_train=len(train), image_size=list(train.images.shape[2:]))
+    variants, margin = {}, 0
+    if val is not None and len(val):
+        # the max head is validated with and without the border margin prediction can add;
+        # the better one picks the best checkpoint and is recorded for prediction
+        from ..inference.border import border_decision, border_margin, pad_border
+
+        margin = border_margin(LoadedModel(model, meta), recorded=False)
+        if margin:
+            variants["border"] = pad_border(val.images, margin)
+    trainer = Trainer(model, meta, cfg, opts.augment, norm, out=Path(out) if out else None,
+                      callback=callback, cancel=cancel)
+    res = trainer.fit(train, val, resume=resume, val_variants=variants)
+    if margin and res.best_epoch > 0:
+        from ..io.modelfile import save_model
+
+        best = next(r for r in res.history if r["epoch"] == res.best_epoch)
+        if "val_loss_border" in best:  # not when the best epoch came from a run started before this check
+            res.meta.training.update(border_decision(best, margin))
+            if res.best_path is not None and trainer.dist.is_main:
+                save_model(res.best_path, res.model, res.meta)
+    return res
+
+
+# --------------------------------------------------------------------- evaluation
+def as_loaded(model: str | Path | LoadedModel, kind: str = "wscnn") -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load_model(model, expect_kind=kind)
+
+
+def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, device: str = "auto",
+                   localization: bool = True, saliency_config=None, batch_size: int = 16,
+                   progress=None, channels: Sequence[int] | None = None) -> dict:
+    """Accuracy/precision/recall on a split folder; with ``objects.csv`` also the paper's
+    localisation metric on the positive images (``localization_*``: a box counts when the mask
+    covers >= 90% of it) and a detection score (``detection_*``: a box counts when a detected
+    peak lies in it; the fair one for mosaics, whose boxes are whole crops). ``channels``
+    (``--channels``) overrides the channel selection stored in the model."""
+    from ..io.boxes import read_objects
+    from ..device import resolve_device
+    from ..metrics import binary_metrics, detection_counts, localization_counts, localization_metrics
+    from ..inference.predict import saliency_batch
+    from ..inference.saliency import SaliencyConfig, segment_saliency
+
+    lm = as_loaded(model)
+    split_dir = Path(split_dir)
+    dev = resolve_device(device)
+    data = load_wscnn_split(split_dir, lm.meta.channels if channels is None else channels, lm.model.min_input_size)
+    expected = lm.model.config.in_channels
+    if data.n_channels != expected:
+        raise InputError(f"the model expects {expected} channel(s) but the images have {data.n_channels}; "
+                         "use --channels", split_dir)
+    lm.model.to(dev)
+    norm = Normalization.from_dict(lm.meta.normalization)
+    objects_csv = split_dir / "objects.csv"
+    want_loc = localization and objects_csv.exists()
+    probs, counts, hits = [], [], []
+    boxes_by_image = read_objects(objects_csv, {data.relpath(i): data.images.shape[2:] for i in range(len(data))}) \
+        if want_loc else {}
+    scfg = saliency_config or SaliencyConfig()
+    for s in range(0, len(data), batch_size):
+        sl = slice(s, min(s + batch_size, len(data)))
+        # saliency (a backward pass) only for the positive images the localisation scores
+        pos = np.flatnonzero(data.labels[sl] == 1) if want_loc else np.zeros(0, int)
+        p = np.zeros((sl.stop - sl.start, len(lm.meta.class_names)), np.float32)
+        rest = np.setdiff1d(np.arange(sl.stop - sl.start), pos)
+        if len(rest):
+            p[rest] = saliency_batch(lm, data.images[sl][rest], device=dev, saliency=False, norm=norm)[0]
+        if len(pos):
+            p[pos], sal = saliency_batch(lm, data.images[sl][pos], device=dev, norm=norm)
+        probs.append(p)
+        for j, k in enumerate(pos):
+            i = sl.start + int(k)
+            det = segment_saliency(sal[j], scfg)
+            boxes = boxes_by_image.get(data.relpath(i), [])
+            counts.append(localization_counts(det.mask, boxes))
+            hits.append(detection_counts(det.peaks, boxes))
+        if progress is not None:
+            progress(sl.stop, len(data))
+    probs = np.concatenate(probs)
+    pred = probs.argmax(1)
+    out = binary_metrics(data.labels, pred, positive=1)
+    out["n"] = int(len(data))
+    if want_loc:
+        out.update(localization_metrics(counts))
+        out.update(localization_metrics(hits, prefix="detection"))  # a detected peak inside the box
+        out["segmentation"] = asdict(scfg)  # the settings behind these numbers
+    out["probabilities"] = probs[:, 1].tolist()
+    out["images"] = [data.relpath(i) for i in range(len(data))]
+    out["labels"] = data.labels.tolist()
+    return out
