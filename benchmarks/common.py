@@ -49,11 +49,11 @@ def save(name: str, result: dict) -> Path:
 def positives_with_boxes(model, split_dir: Path, limit: int | None = None):
     """A split's positive images (at most ``limit``) and their objects.csv boxes, for the
     localisation benchmarks: ``(loaded model, images (N, C, H, W), [[Box, ...] per image])``."""
-    from napari_rarepheno.core.io.folders import load_wscnn_split
     from napari_rarepheno.core.io.boxes import read_objects
-    from napari_rarepheno.core.wscnn.train import as_loaded
+    from napari_rarepheno.core.io.folders import load_wscnn_split
+    from napari_rarepheno.core.io.modelfile import as_loaded
 
-    lm = as_loaded(model)
+    lm = as_loaded(model, "wscnn")
     data = load_wscnn_split(split_dir, lm.meta.channels, lm.model.min_input_size)
     pos = [i for i in range(len(data)) if data.labels[i] == 1][:limit]
     boxes = read_objects(split_dir / "objects.csv", {data.relpath(i): data.images.shape[2:] for i in range(len(data))})

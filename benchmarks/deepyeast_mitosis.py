@@ -66,8 +66,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from napari_rarepheno.core.deepyeast.baseline import run_baseline
-    from napari_rarepheno.core.deepyeast.classify import (DeepYeastOptions, evaluate_deepyeast, load_crops,
-                                                          train_deepyeast)
+    from napari_rarepheno.core.deepyeast.data import DeepYeastOptions, load_crops
+    from napari_rarepheno.core.deepyeast.evaluate import evaluate_deepyeast
+    from napari_rarepheno.core.deepyeast.train import train_deepyeast
     from napari_rarepheno.core.training.trainer import TrainConfig
 
     t_start = time.perf_counter()

@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import DATA, MITOSIS, RESULTS, save, table, timed
 
 SIM = dict(height=64, width=96, grid=(2, 3), n_objects=(3, 6), size=(14, 18), rare_fraction=0.34,
@@ -88,7 +87,7 @@ def flip_labels(data: Path, fraction: float, seed: int) -> set[str]:
 
 def mislabels(args, times) -> dict:
     from napari_rarepheno.core.datasets.synthetic import SimConfig, simulate
-    from napari_rarepheno.core.discover import find_mislabels, precision_recall_at, rank_images
+    from napari_rarepheno.core.discover.rank import find_mislabels, precision_recall_at, rank_images
 
     clean = DATA / "discovery-sim"
     cfg = SimConfig(n_per_class=args.sim_n, seed=3, **SIM)
@@ -164,8 +163,9 @@ def ari_vs_null(truth, clusters, n: int = 1000, seed: int = 0) -> dict:
 
 def gallery(args, times) -> dict:
     from napari_rarepheno.core.datasets.mosaic import MosaicConfig, build_mosaics
-    from napari_rarepheno.core.discover import GalleryConfig, build_gallery, save_gallery
     from napari_rarepheno.core.discover.clusters import cluster_features
+    from napari_rarepheno.core.discover.gallery import GalleryConfig, build_gallery
+    from napari_rarepheno.core.discover.gallery_files import save_gallery
 
     data = DATA / "discovery-mitosis"
     model = DATA / "models" / "discovery-mitosis.safetensors"

@@ -45,13 +45,15 @@ from common import save, table  # noqa: E402
 from speed_targets import crops_target, field_target  # noqa: E402
 from speed_timing import RoundRobin, machine_extra, matmul_gflops, matmul_step, rows_for  # noqa: E402
 
-from napari_rarepheno.core.training.augment import AugmentConfig, augment_batch, sample_affine  # noqa: E402
 from napari_rarepheno.core.device import cpu_supports_bf16, resolve_precision
-from napari_rarepheno.core.io.modelfile import ModelMeta  # noqa: E402
-from napari_rarepheno.core.nets.networks import (DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict)  # noqa: E402
-from napari_rarepheno.core.inputs.normalize import Normalization  # noqa: E402
-from napari_rarepheno.core.training.trainer import make_optimizer, TrainConfig  # noqa: E402
 from napari_rarepheno.core.inference.arrays import to_model_input  # noqa: E402
+from napari_rarepheno.core.inputs.normalize import Normalization  # noqa: E402
+from napari_rarepheno.core.io.modelfile import ModelMeta  # noqa: E402
+from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig  # noqa: E402
+from napari_rarepheno.core.nets.registry import config_to_dict  # noqa: E402
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig  # noqa: E402
+from napari_rarepheno.core.training.augment import AugmentConfig, augment_batch, sample_affine  # noqa: E402
+from napari_rarepheno.core.training.trainer import TrainConfig, make_optimizer  # noqa: E402
 
 BF16 = torch.bfloat16
 NETS = {"wscnn": dict(shape=(1, 210, 280), augment=AugmentConfig.wscnn_paper(), batch=50, eval_batch=16),

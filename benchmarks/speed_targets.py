@@ -5,13 +5,15 @@ from __future__ import annotations
 import statistics
 
 import numpy as np
+import speed_timing as timing
 import torch
 
-import speed_timing as timing
 from napari_rarepheno.core.device import cpu_supports_bf16, resolve_precision
-from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
-from napari_rarepheno.core.nets.networks import DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, config_to_dict
 from napari_rarepheno.core.inputs.normalize import Normalization
+from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
+from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
+from napari_rarepheno.core.nets.registry import config_to_dict
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 
 
 def wscnn_loaded() -> LoadedModel:
@@ -27,8 +29,8 @@ def wscnn_loaded() -> LoadedModel:
 def field_target(side: int, reps: int, roof_fp32: float) -> dict:
     """A side x side field with saliency: the package's predict_wscnn (as shipped), and the
     tiled streaming path of core.tiles (batch norm folded, channels_last; fp32 and bf16)."""
+    from napari_rarepheno.core.inference.lazy import predict_wscnn_lazy
     from napari_rarepheno.core.inference.predict import predict_wscnn
-    from napari_rarepheno.core.inference.tiling import predict_wscnn_lazy
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 60, (1, side, side), dtype=np.uint8)

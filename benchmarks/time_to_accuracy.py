@@ -77,7 +77,8 @@ def wscnn_part(args, tmp: Path) -> dict:
     from wscnn_tables import ensure_sim
 
     from napari_rarepheno.core.training.trainer import TrainConfig
-    from napari_rarepheno.core.wscnn.train import WSCNNOptions, evaluate_wscnn, train_wscnn
+    from napari_rarepheno.core.wscnn.evaluate import evaluate_wscnn
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, train_wscnn
 
     sim1 = ensure_sim("sim1", 2000, 0.1, 0)
     out = tmp / "wscnn.safetensors"
@@ -94,7 +95,9 @@ def wscnn_part(args, tmp: Path) -> dict:
 def deepyeast_part(args, tmp: Path) -> dict:
     from deepyeast_mitosis import make_split
 
-    from napari_rarepheno.core.deepyeast.classify import DeepYeastOptions, evaluate_deepyeast, train_deepyeast
+    from napari_rarepheno.core.deepyeast.data import DeepYeastOptions
+    from napari_rarepheno.core.deepyeast.evaluate import evaluate_deepyeast
+    from napari_rarepheno.core.deepyeast.train import train_deepyeast
     from napari_rarepheno.core.training.trainer import TrainConfig
 
     ref = RESULTS / "deepyeast_mitosis.json"

@@ -16,7 +16,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from common import DATA, positives_with_boxes, save
 
 
@@ -30,9 +29,11 @@ def auc(pos, neg) -> float:
 
 def maps_of_positives(model, split_dir: Path, limit: int):
     import torch
+
     from napari_rarepheno.core.inference.border import border_margin, crop_border, pad_border
-    from napari_rarepheno.core.inference.predict import _norm, _to_input, inference_model, positive_index
-    from napari_rarepheno.core.inference.saliency import maps_and_saliency, unit_geometry, upsample_maps
+    from napari_rarepheno.core.inference.predict import _norm, _to_input
+    from napari_rarepheno.core.inference.saliency import maps_and_saliency, positive_index, unit_geometry, upsample_maps
+    from napari_rarepheno.core.nets.folding import inference_model
 
     lm, images, boxes = positives_with_boxes(model, split_dir, limit)
     net, nrm, dev = inference_model(lm, torch.device("cpu")), _norm(lm, None), torch.device("cpu")
@@ -58,8 +59,9 @@ def main() -> None:
     ap.add_argument("--name", default="wscnn_box_ranking", help="results file name (without .json)")
     args = ap.parse_args()
     from scipy import ndimage as ndi
-    from napari_rarepheno.core.metrics import localization_counts, localization_metrics
+
     from napari_rarepheno.core.inference.segment import SaliencyConfig, segment_saliency
+    from napari_rarepheno.core.metrics import localization_counts, localization_metrics
 
     sal, cam, t, boxes = maps_of_positives(args.model, Path(args.split), args.limit)
     n = len(sal)

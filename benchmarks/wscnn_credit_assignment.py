@@ -47,10 +47,10 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, save, table  # noqa: E402
 
-from napari_rarepheno.core.io.folders import load_wscnn_split  # noqa: E402
-from napari_rarepheno.core.io.boxes import read_objects  # noqa: E402
 from napari_rarepheno.core.datasets.synthetic import SimConfig, simulate  # noqa: E402
-from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig  # noqa: E402
+from napari_rarepheno.core.io.boxes import read_objects  # noqa: E402
+from napari_rarepheno.core.io.folders import load_wscnn_split  # noqa: E402
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig  # noqa: E402
 
 QUARTER = SimConfig(height=105, width=140, grid=(3, 4), n_objects=(8, 12), n_per_class=2000, seed=0)
 CROP = 48  # the smallest input with a 1x1 class map is 40; 48 holds a 20-px object with room to move

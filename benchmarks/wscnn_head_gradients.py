@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import DATA, save, table
 
 HEADS = ("max", "avg", "fc")

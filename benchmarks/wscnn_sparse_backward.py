@@ -31,9 +31,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, save  # noqa: E402
 
-from napari_rarepheno.core.io.folders import load_wscnn_split  # noqa: E402
 from napari_rarepheno.core.datasets.synthetic import SimConfig, simulate  # noqa: E402
-from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig  # noqa: E402
+from napari_rarepheno.core.io.folders import load_wscnn_split  # noqa: E402
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig  # noqa: E402
 
 STRIDE, BEFORE, AFTER = 8, 12, 57  # unit y sees input rows 8y-12 .. 8y+57 (depth 4, conv2 3x3)
 # the 12 comes from the two pad-1 convolutions; the width and stride must be the model's own

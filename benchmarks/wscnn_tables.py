@@ -57,10 +57,10 @@ def ensure_border_decision(path, val_dir) -> None:
     """Models trained before training checked the border margin on val (``rarepheno
     train`` now does) get the same check here, recorded in the file, so a reused model is
     evaluated as a freshly trained one would be."""
+    from napari_rarepheno.core.inference.border import border_margin, decide_border
+    from napari_rarepheno.core.inputs.normalize import Normalization
     from napari_rarepheno.core.io.folders import load_wscnn_split
     from napari_rarepheno.core.io.modelfile import load_model, save_model
-    from napari_rarepheno.core.inputs.normalize import Normalization
-    from napari_rarepheno.core.inference.border import border_margin, decide_border
 
     lm = load_model(path)
     margin = border_margin(lm, recorded=False)
@@ -207,7 +207,7 @@ def main() -> None:
                     help="evaluate the models a previous run left in benchmarks/data/models instead of training")
     args = ap.parse_args()
     from napari_rarepheno.core.inference.segment import SaliencyConfig
-    from napari_rarepheno.core.wscnn.train import evaluate_wscnn
+    from napari_rarepheno.core.wscnn.evaluate import evaluate_wscnn
 
     n = 150 if args.quick else 2000
     e_max = args.epochs_max or (2 if args.quick else 12)
@@ -310,7 +310,7 @@ def main() -> None:
 
 def mitosis(args, times) -> dict:
     from napari_rarepheno.core.datasets.mosaic import MosaicConfig, build_mosaics
-    from napari_rarepheno.core.wscnn.train import evaluate_wscnn
+    from napari_rarepheno.core.wscnn.evaluate import evaluate_wscnn
 
     rare = ("pro", "prometa", "meta", "earlyana", "lateana", "telo")
     out = DATA / ("mitosis" + ("-quick" if args.quick else ""))

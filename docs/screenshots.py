@@ -182,11 +182,10 @@ def yeast_sets(work: Path, device: str = "cpu", epochs: int = 8) -> dict:
     and a few-shot split (4 classes the model saw as 'other' data)."""
     import shutil
 
-    from napari_rarepheno.core.datasets.yeast import simulate_yeast
-    from napari_rarepheno.core.deepyeast.classify import DeepYeastOptions, train_deepyeast
+    from napari_rarepheno.core.datasets.yeast import YeastConfig, simulate_yeast
+    from napari_rarepheno.core.deepyeast.data import DeepYeastOptions
+    from napari_rarepheno.core.deepyeast.train import train_deepyeast
     from napari_rarepheno.core.training.trainer import TrainConfig
-
-    from napari_rarepheno.core.datasets.yeast import YeastConfig
 
     train, test = work / "yeast-train", work / "yeast-test"
     small = YeastConfig(height=256, width=256, n_cells=(18, 26))

@@ -142,7 +142,7 @@ def main() -> int:
     gp.class_name.value = f"{major(k)}_like"
     gp.crops_out.path = tmp / "new_classes"
     written = gp.save_cluster()
-    from napari_rarepheno.core.discover.clusters import display_crops
+    from napari_rarepheno.core.discover.gallery_files import display_crops
 
     members = np.flatnonzero(gp.gallery.clusters == k)
     disp = display_crops(gp.gallery.crops)[members]

@@ -71,7 +71,8 @@ def positive_image() -> np.ndarray:
 @pytest.fixture(scope="session")
 def deepyeast_model(yeast_data, tmp_path_factory) -> Path:
     """A quarter-width DeepYeast trained for 1 epoch on :func:`yeast_data` crops."""
-    from napari_rarepheno.core.deepyeast.classify import DeepYeastOptions, train_deepyeast
+    from napari_rarepheno.core.deepyeast.data import DeepYeastOptions
+    from napari_rarepheno.core.deepyeast.train import train_deepyeast
     from napari_rarepheno.core.training.trainer import TrainConfig
 
     out = tmp_path_factory.mktemp("deepyeast-model") / "deepyeast.safetensors"

@@ -89,7 +89,7 @@ def mitosis_crops_dir() -> Path | None:
 def _synthetic_crops(root: Path) -> Path:
     """8-bit RGB crops of synthetic yeast cells: 'inter' (cytoplasm) and 'rare' (nucleolus)."""
     from .core.cells.crops import extract_crops
-    from .core.io.boxes import write_png
+    from .core.io.images import write_png
 
     for cls, name, seed in (("cytoplasm", "inter", 11), ("nucleolus", "rare", 12)):
         out = root / name
@@ -131,7 +131,7 @@ def build_mosaic_sample(crops: Path | None = None, out: Path | None = None) -> P
 
 
 def mitosis_mosaic() -> list[tuple]:
-    from .core.io.boxes import read_png
+    from .core.io.images import read_png
 
     folder = build_mosaic_sample()
     img_path = sorted((folder / "test" / "positive").glob("*.png"))[0]

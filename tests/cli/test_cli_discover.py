@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from napari_rarepheno.cli import main
-from napari_rarepheno.core.discover import record_decision
+from napari_rarepheno.core.discover.decisions import record_decision
 
 
 def rows_of(path):

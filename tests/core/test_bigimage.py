@@ -1,7 +1,7 @@
 """A big memory-mapped TIFF is predicted tile by tile in bounded memory.
 
 A 6000 x 6000 uint16 TIFF (69 MiB on disk) is opened with ``tifffile.memmap`` and predicted
-with saliency by :func:`napari_rarepheno.core.inference.tiling.predict_wscnn_lazy`, the saliency
+with saliency by :func:`napari_rarepheno.core.inference.lazy.predict_wscnn_lazy`, the saliency
 streamed into a ``.npy`` memmap. The run happens in a fresh subprocess that resets its
 peak-RSS counter (``/proc/self/clear_refs``) just before predicting, so the measured peak
 is the prediction's alone; a thread samples the anonymous (heap) memory every 5 ms.
@@ -39,8 +39,9 @@ SCRIPT = textwrap.dedent("""
     import json, sys, threading, time
     import numpy as np, tifffile, torch
     from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
-    from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
-    from napari_rarepheno.core.inference.tiling import predict_wscnn_lazy
+    from napari_rarepheno.core.nets.registry import config_to_dict
+    from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
+    from napari_rarepheno.core.inference.lazy import predict_wscnn_lazy
 
     tif, out_path, tile, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     torch.manual_seed(0)
@@ -117,10 +118,12 @@ def test_lazy_prediction_equals_predict_wscnn():
     """The streamed prediction is the tiled prediction of ``core.predict``: exact stitching."""
     import torch
 
-    from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
-    from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
+    from napari_rarepheno.core.inference.lazy import predict_wscnn_lazy
     from napari_rarepheno.core.inference.predict import predict_wscnn
-    from napari_rarepheno.core.inference.tiling import LazyImage, iter_tiles, predict_wscnn_lazy
+    from napari_rarepheno.core.inference.tiling import LazyImage, iter_tiles
+    from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
+    from napari_rarepheno.core.nets.registry import config_to_dict
+    from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 
     torch.manual_seed(0)
     model = WSCNN(WSCNNConfig(widths=(4, 4, 4))).eval()

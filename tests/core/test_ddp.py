@@ -46,11 +46,12 @@ def worker(model_out: Path, result_dir: Path) -> None:
     """One training run (one rank under torchrun, or the single-process reference)."""
     import torch
 
+    from napari_rarepheno.core.inputs.normalize import Normalization
+    from napari_rarepheno.core.io.modelfile import ModelMeta
+    from napari_rarepheno.core.nets.registry import config_to_dict
+    from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
     from napari_rarepheno.core.training import trainer as train_mod
     from napari_rarepheno.core.training.augment import AugmentConfig
-    from napari_rarepheno.core.io.modelfile import ModelMeta
-    from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
-    from napari_rarepheno.core.inputs.normalize import Normalization
 
     torch.set_num_threads(1)  # torchrun's default per rank; the same for the reference run
     rank = int(os.environ.get("RANK", "0"))

@@ -6,14 +6,17 @@ import pytest
 import tifffile
 import torch
 
-from napari_rarepheno.core.io.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
-from napari_rarepheno.core.io.boxes import write_png
 from napari_rarepheno.core.datasets.yeast import YeastConfig, simulate_yeast
-from napari_rarepheno.core.deepyeast.classify import (DeepYeastOptions, classify_crops, classify_field, embed_crops,
-                                                      evaluate_deepyeast, fit_size, holdout, load_crops, scale_crops,
-                                                      train_deepyeast)
+from napari_rarepheno.core.deepyeast.classify import classify_crops, embed_crops
+from napari_rarepheno.core.deepyeast.data import DeepYeastOptions, fit_size, holdout, load_crops, scale_crops
+from napari_rarepheno.core.deepyeast.evaluate import evaluate_deepyeast
+from napari_rarepheno.core.deepyeast.fields import classify_field
+from napari_rarepheno.core.deepyeast.train import train_deepyeast
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.nets.networks import DeepYeast, DeepYeastConfig, count_parameters
+from napari_rarepheno.core.io.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
+from napari_rarepheno.core.io.images import write_png
+from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
+from napari_rarepheno.core.nets.registry import count_parameters
 from napari_rarepheno.core.training.trainer import TrainConfig
 
 CLASSES = ("cell_periphery", "cytoplasm", "nucleus")

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.discover import (GalleryConfig, apply_decisions, build_gallery, find_mislabels,
-                                            load_gallery, name_cluster, precision_recall_at, rank_images,
-                                            read_decisions, read_ranking, record_decision, retrain, save_gallery, undo)
 from napari_rarepheno.core.discover import scoring
-from napari_rarepheno.core.discover.gallery import crop_at, pool_around
+from napari_rarepheno.core.discover.decisions import apply_decisions, read_decisions, record_decision, undo
+from napari_rarepheno.core.discover.gallery import GalleryConfig, build_gallery, crop_at, pool_around
+from napari_rarepheno.core.discover.gallery_files import load_gallery, name_cluster, save_gallery
+from napari_rarepheno.core.discover.rank import find_mislabels, precision_recall_at, rank_images, read_ranking
+from napari_rarepheno.core.discover.retraining import retrain
 from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.io.images import read_image
 from napari_rarepheno.core.progress import CancelToken

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 from skimage.transform import rotate
 
+from napari_rarepheno.core.classic.features import (
+    FeatureConfig,
+    ForestConfig,
+    extract_features,
+    few_shot_curve,
+    fit_forest,
+    fit_linear,
+)
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.classic.features import (FeatureConfig, ForestConfig, extract_features, few_shot_curve,
-                                                    fit_forest, fit_linear)
 
 MITOSIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
 CLASSES = ("inter", "pro", "prometa", "meta", "earlyana", "lateana", "telo", "apo")

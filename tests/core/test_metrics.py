@@ -4,10 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.io.boxes import Box
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.metrics import (binary_metrics, box_coverage, detection_counts, localization_counts,
-                                           localization_metrics, multiclass_metrics)
+from napari_rarepheno.core.io.boxes import Box
+from napari_rarepheno.core.metrics import (
+    binary_metrics,
+    box_coverage,
+    detection_counts,
+    localization_counts,
+    localization_metrics,
+    multiclass_metrics,
+)
 
 
 def test_binary_metrics_counts_and_ratios():

@@ -7,9 +7,18 @@ import pytest
 import torch
 
 from napari_rarepheno.core.errors import ModelFileError
-from napari_rarepheno.core.io.modelfile import (FORMAT_VERSION, ModelMeta, flatten_state, load_model, read_meta,
-                                                save_model, unflatten_state, write_tensors)
-from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
+from napari_rarepheno.core.io.modelfile import (
+    FORMAT_VERSION,
+    ModelMeta,
+    flatten_state,
+    load_model,
+    read_meta,
+    save_model,
+    unflatten_state,
+    write_tensors,
+)
+from napari_rarepheno.core.nets.registry import config_to_dict
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 
 
 def _meta(cfg):

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from napari_rarepheno.core.nets.networks import (DeepYeast, DeepYeastConfig, WSCNN, WSCNNConfig, build_model,
-                                                 count_parameters)
+from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
+from napari_rarepheno.core.nets.registry import build_model, count_parameters
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 
 
 def test_wscnn_paper_shapes():
@@ -128,7 +129,7 @@ def test_model_files_without_pool_first_build_the_paper_order():
 def test_inference_copy_folds_bn_only_where_exact(pool_first, positive):
     """Prediction's copy (core.tiles.inference_copy) folds BN into the conv before it; after a
     pooling only when every scale is positive. Class maps and input gradients stay the model's."""
-    from napari_rarepheno.core.inference.tiling import inference_copy
+    from napari_rarepheno.core.nets.folding import inference_copy
 
     m = WSCNN(WSCNNConfig(pool_first=pool_first))
     _randomise_bn(m, positive)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from napari_rarepheno.core.datasets.mosaic import MosaicConfig, build_mosaics, crop_split_table
-from napari_rarepheno.core.io.boxes import COLUMNS, read_objects, read_png
 from napari_rarepheno.core.datasets.splits import track_regions
 from napari_rarepheno.core.errors import InputError
+from napari_rarepheno.core.io.boxes import COLUMNS, read_objects
+from napari_rarepheno.core.io.images import read_png
 
 CROPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
 assert CROPS.is_dir(), f"mitosis crops not found at {CROPS}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.io.boxes import COLUMNS, Box, read_objects, read_png, staged_dir, write_objects, write_png
 from napari_rarepheno.core.errors import InputError
+from napari_rarepheno.core.io.atomic import staged_dir
+from napari_rarepheno.core.io.boxes import COLUMNS, Box, read_objects, write_objects
+from napari_rarepheno.core.io.images import read_png, write_png
 
 HEADER = ",".join(COLUMNS)
 

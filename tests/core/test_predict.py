@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from napari_rarepheno.core.errors import Cancelled, InputError
-from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta, load_model, save_model
-from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
 from napari_rarepheno.core.inference.border import border_margin, crop_border, pad_border
-from napari_rarepheno.core.inference.predict import (classify_batch, default_overlap, min_overlap, owned_units,
-                                                     plan_tiles, predict_wscnn, saliency_batch)
+from napari_rarepheno.core.inference.predict import classify_batch, predict_wscnn, saliency_batch
+from napari_rarepheno.core.inference.tiling import default_overlap, min_overlap, owned_units, plan_tiles
+from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta, load_model, save_model
+from napari_rarepheno.core.nets.registry import config_to_dict
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 from napari_rarepheno.core.progress import CancelToken
 
 
@@ -189,7 +190,7 @@ def test_training_validates_with_and_without_the_border_margin_and_records_the_b
 
     from napari_rarepheno.core.io.modelfile import load_model
     from napari_rarepheno.core.training.trainer import checkpoint_paths
-    from napari_rarepheno.core.wscnn.train import evaluate_wscnn
+    from napari_rarepheno.core.wscnn.evaluate import evaluate_wscnn
 
     lm = load_model(wscnn_model)
     t = lm.meta.training

@@ -6,10 +6,17 @@ import pytest
 import torch
 
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig
-from napari_rarepheno.core.inference.saliency import (SaliencyConfig, class_activation_maps, evidence_map,
-                                                      gradient_saliency, gradient_saliency_batch, objective_weights,
-                                                      saliency_from_weights, segment_saliency, unit_geometry)
+from napari_rarepheno.core.inference.saliency import (
+    class_activation_maps,
+    evidence_map,
+    gradient_saliency,
+    gradient_saliency_batch,
+    objective_weights,
+    saliency_from_weights,
+    unit_geometry,
+)
+from napari_rarepheno.core.inference.segment import SaliencyConfig, segment_saliency
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 
 SQ = 9  # side of the planted squares
 

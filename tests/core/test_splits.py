@@ -7,8 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.datasets.splits import (CellName, parse_cell_name, random_split, region_key,
-                                                   split_by_group, split_by_region, split_counts, track_regions)
+from napari_rarepheno.core.datasets.splits import (
+    CellName,
+    parse_cell_name,
+    random_split,
+    region_key,
+    split_by_group,
+    split_by_region,
+    split_counts,
+    track_regions,
+)
 from napari_rarepheno.core.errors import InputError
 
 CROPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from skimage.measure import label, regionprops
 
-from napari_rarepheno.core.io.boxes import read_objects, read_png
 from napari_rarepheno.core.datasets.synthetic import SimConfig, image_rng, render_image, simulate
 from napari_rarepheno.core.errors import InputError
+from napari_rarepheno.core.io.boxes import read_objects
+from napari_rarepheno.core.io.images import read_png
 
 CFG = SimConfig()
 

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_rarepheno.core.training.augment import AugmentConfig
-from napari_rarepheno.core.io.folders import ImageSet
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.io.modelfile import ModelMeta, load_model, read_tensors
-from napari_rarepheno.core.nets.networks import WSCNN, WSCNNConfig, config_to_dict
 from napari_rarepheno.core.inputs.normalize import Normalization
+from napari_rarepheno.core.io.folders import ImageSet
+from napari_rarepheno.core.io.modelfile import ModelMeta, load_model, read_tensors
+from napari_rarepheno.core.nets.registry import config_to_dict
+from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 from napari_rarepheno.core.progress import CancelToken
-from napari_rarepheno.core.training.trainer import Trainer, TrainConfig, _seed_for, checkpoint_paths
+from napari_rarepheno.core.training.augment import AugmentConfig
+from napari_rarepheno.core.training.trainer import TrainConfig, Trainer, _seed_for, checkpoint_paths
 
 
 def blob_set(n=32, size=64, seed=0):

@@ -17,8 +17,8 @@ import pytest
 
 from napari_rarepheno._widgets import _paths
 from napari_rarepheno._widgets.discover import DiscoverDock
-from napari_rarepheno._widgets.discover_review import IMAGE_LAYER, MODES
 from napari_rarepheno._widgets.discover_gallery import GRID_LAYER, TILES_LAYER
+from napari_rarepheno._widgets.discover_review import IMAGE_LAYER, MODES
 
 pytestmark = pytest.mark.gui
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "images"

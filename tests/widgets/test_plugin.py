@@ -84,7 +84,7 @@ def test_sample_data_loads(make_napari_viewer, monkeypatch, tmp_path):
 def test_mitosis_mosaic_from_user_crops(monkeypatch, tmp_path):
     """With RAREPHENO_MITOSIS_CROPS set, the mosaic is tiled from those crops (once, then cached)."""
     from napari_rarepheno import _sample_data
-    from napari_rarepheno.core.io.boxes import write_png
+    from napari_rarepheno.core.io.images import write_png
 
     crops = tmp_path / "crops"
     rng = np.random.default_rng(0)

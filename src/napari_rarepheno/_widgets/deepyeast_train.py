@@ -54,7 +54,8 @@ class DeepYeastTrainPanel(TrainPanel):
 
     def run_training(self, data, out, cfg, init_from, options, report, cancel):
         from .. import _workers
-        from ..core.deepyeast.classify import DeepYeastOptions, train_deepyeast
+        from ..core.deepyeast.data import DeepYeastOptions
+        from ..core.deepyeast.train import train_deepyeast
         from ..core.training.trainer import TrainConfig
 
         return train_deepyeast(data, out, DeepYeastOptions(**options), TrainConfig(**cfg), callback=report,

@@ -77,7 +77,7 @@ class GalleryPanel(JobPanel, QWidget):
         lay.addStretch()
 
     def config(self):
-        from ..core.discover import GalleryConfig
+        from ..core.discover.gallery import GalleryConfig
 
         return GalleryConfig(crop_size=int(self.crop_size.value), max_per_image=int(self.per_image.value),
                              max_crops=int(self.max_crops.value), min_probability=float(self.min_prob.value),
@@ -94,7 +94,7 @@ class GalleryPanel(JobPanel, QWidget):
         shared, cfg, device, cancel = self.model, self.config(), str(self.device.value), CancelToken()
 
         def job(report):
-            from ..core.discover import build_gallery
+            from ..core.discover.gallery import build_gallery
 
             lm = shared.get()
             return lm, build_gallery(lm, [folder], cfg, device=device, cancel=cancel,
@@ -108,7 +108,7 @@ class GalleryPanel(JobPanel, QWidget):
         g, k, method = self.gallery, int(self.k.value), str(self.method.value)
 
         def job(report):
-            from ..core.discover import cluster_gallery
+            from ..core.discover.gallery import cluster_gallery
 
             return None, cluster_gallery(g, k, method)
 
@@ -131,9 +131,11 @@ class GalleryPanel(JobPanel, QWidget):
         self.recluster_btn.enabled = self.name_btn.enabled = True
 
     def show_gallery(self, g) -> None:
-        from ..core.discover.clusters import cluster_color, montage
-        from .._layers import add_or_update, result_meta
         from napari.utils.colormaps import DirectLabelColormap
+
+        from .._layers import add_or_update, result_meta
+        from ..core.discover.clusters import cluster_color
+        from ..core.discover.gallery_files import montage
 
         img, labels, corners = montage(g)
         self.corners = corners
@@ -192,8 +194,9 @@ class GalleryPanel(JobPanel, QWidget):
 
     def save_cluster(self, *_):
         """Write the selected cluster's crops as a new class folder; returns the paths."""
-        from ..core.discover import name_cluster
         from napari.utils.notifications import show_info
+
+        from ..core.discover.gallery_files import name_cluster
 
         name, out = str(self.class_name.value).strip(), self.crops_out.path
         if self.gallery is None or out is None or not name:

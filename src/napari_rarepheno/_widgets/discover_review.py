@@ -99,7 +99,7 @@ class ReviewPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.discover import find_mislabels, rank_images
+            from ..core.discover.rank import find_mislabels, rank_images
 
             lm = shared.get()
             prog = _workers.count_progress(report, cancel, "scoring")
@@ -271,7 +271,7 @@ class ReviewPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.discover import retrain
+            from ..core.discover.retraining import retrain
             from ..core.training.trainer import TrainConfig
 
             return retrain(old, root, out, TrainConfig(epochs=epochs, device=device), callback=report, cancel=cancel)

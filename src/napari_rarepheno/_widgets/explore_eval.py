@@ -55,7 +55,7 @@ class EvaluatePanel(JobPanel, QWidget):
         loaded, folder, device = self.model.loaded, self.folder.path, str(self.device.value)
 
         def job(report):
-            from ..core.deepyeast.classify import evaluate_deepyeast
+            from ..core.deepyeast.evaluate import evaluate_deepyeast
             from ..core.progress import CancelToken
 
             return evaluate_deepyeast(loaded, folder, device=device,

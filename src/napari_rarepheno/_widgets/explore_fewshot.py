@@ -84,7 +84,8 @@ class FewShotPanel(JobPanel, QWidget):
 
         def job(report):
             from ..core.deepyeast.baseline import run_transfer
-            from ..core.deepyeast.classify import load_crops, model_options
+            from ..core.deepyeast.classify import model_options
+            from ..core.deepyeast.data import load_crops
 
             opts = model_options(loaded)
             opts.model_classes = None

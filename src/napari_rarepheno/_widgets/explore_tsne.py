@@ -117,7 +117,8 @@ class TSNEPanel(JobPanel, QWidget):
 
         def job(report):
             from ..core.cells.crops import extract_crops
-            from ..core.deepyeast.classify import classify_crops, embed_crops, load_crops, model_options
+            from ..core.deepyeast.classify import classify_crops, embed_crops, model_options
+            from ..core.deepyeast.data import load_crops
             from ..core.deepyeast.explore import tsne_2d
 
             names = list(loaded.meta.class_names)

@@ -17,8 +17,8 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _layers, _workers
 from ..core.errors import InputError
-from ..core.progress import CancelToken, Progress
 from ..core.inference.segment import SaliencyConfig
+from ..core.progress import CancelToken, Progress
 from . import _export, _paths, wscnn_results
 from ._device import DevicePicker
 from ._jobs import JobPanel

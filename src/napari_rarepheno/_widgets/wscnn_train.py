@@ -11,8 +11,8 @@ from ._train_panel import TrainPanel
 
 def describe_wscnn_folder(path: Path) -> str:
     """One line saying what a WSCNN data folder holds (or what is wrong with it)."""
-    from ..core.io.folders import WSCNN_CLASSES, find_splits
     from ..core.errors import InputError
+    from ..core.io.folders import WSCNN_CLASSES, find_splits
 
     try:
         splits = find_splits(path)

@@ -234,7 +234,8 @@ def train_config_from_args(args):
 def check_train_out(args) -> None:
     """Refuse to clobber a previous model or run; say what --resume will do."""
     from ..core.errors import InputError
-    from ..core.io.modelfile import check_model_output, remove_stale_temps
+    from ..core.io.atomic import remove_stale_temps
+    from ..core.io.modelfile import check_model_output
     from ..core.training.trainer import checkpoint_paths
 
     if getattr(args, "overwrite", False) and getattr(args, "resume", False):

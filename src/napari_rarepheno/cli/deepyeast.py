@@ -8,14 +8,41 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import (add_channel_args, add_train_args, count_bar, ctrl_c_cancels, refuse_overwrite,
-                     train_config_from_args, train_summary, write_json, TrainBar)
+from .common import (
+    TrainBar,
+    add_channel_args,
+    add_train_args,
+    count_bar,
+    ctrl_c_cancels,
+    refuse_overwrite,
+    train_config_from_args,
+    train_summary,
+    write_json,
+)
 
 
-def _crop_options(args):
-    from ..core.deepyeast.classify import options_from_args
+def _tokens(text) -> list[str] | None:
+    if text is None or text == "" or isinstance(text, (list, tuple)):
+        return list(text) if text else None
+    return [t.strip() for t in str(text).split(",") if t.strip()]
 
-    return options_from_args(args)
+
+def crop_options(args, **overrides):
+    """DeepYeastOptions from the crop options of a command (missing options keep their defaults)."""
+    from ..core.deepyeast.data import DeepYeastOptions
+    from ..core.errors import InputError
+    from ..core.io.folders import parse_channels
+
+    g = lambda k: getattr(args, k, None)  # noqa: E731
+    clip = _tokens(g("clip_percentiles"))
+    if clip is not None and len(clip) != 2:
+        raise InputError(f"--clip-percentiles needs two numbers like 1,99.8, got {g('clip_percentiles')!r}")
+    opts = DeepYeastOptions(channels=parse_channels(g("channels")), channel_files=_tokens(g("channel_files")),
+                            group_regex=g("group_regex"), groups_csv=g("groups_csv"), classes=_tokens(g("classes")),
+                            clip_percentiles=tuple(float(c) for c in clip) if clip else None)
+    for k, v in overrides.items():
+        setattr(opts, k, v)
+    return opts
 
 
 def cmd_simulate_yeast(args) -> int:
@@ -31,12 +58,12 @@ def cmd_simulate_yeast(args) -> int:
 
 
 def cmd_train_deepyeast(args) -> int:
-    from ..core.training.augment import AugmentConfig
-    from ..core.deepyeast.classify import train_deepyeast
+    from ..core.deepyeast.train import train_deepyeast
     from ..core.progress import CancelToken
+    from ..core.training.augment import AugmentConfig
 
     split = None if args.val_split == "none" else args.val_split
-    opts = _crop_options(args)
+    opts = crop_options(args)
     opts.val_split, opts.val_fraction, opts.width = split, args.val_fraction, args.width
     opts.crop_scale = None if args.crop_scale == "none" else args.crop_scale
     if args.no_augment:
@@ -51,13 +78,13 @@ def cmd_train_deepyeast(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    from ..core.deepyeast.baseline import run_baseline
-    from ..core.deepyeast.classify import load_crops
     from ..core.classic.features import ForestConfig
+    from ..core.deepyeast.baseline import run_baseline
+    from ..core.deepyeast.data import load_crops
 
     if args.json:  # before the work, not after it
         refuse_overwrite(Path(args.json), args.overwrite)
-    opts = _crop_options(args)
+    opts = crop_options(args)
     train = load_crops(args.train, opts, count_bar("loading train", args.quiet))
     test = load_crops(args.test, opts, count_bar("loading test", args.quiet))
     forest = ForestConfig(seed=args.seed)
@@ -71,12 +98,14 @@ def cmd_baseline(args) -> int:
 
 def cmd_transfer(args) -> int:
     from ..core.deepyeast.baseline import run_transfer
-    from ..core.deepyeast.classify import as_loaded, load_crops, model_options
+    from ..core.deepyeast.classify import model_options
+    from ..core.deepyeast.data import load_crops
+    from ..core.io.modelfile import as_loaded
 
     if args.json:
         refuse_overwrite(Path(args.json), args.overwrite)
-    lm = as_loaded(args.model)
-    opts = model_options(lm, _crop_options(args))
+    lm = as_loaded(args.model, "deepyeast")
+    opts = model_options(lm, crop_options(args))
     opts.model_classes = None  # the new classes are named by the folders / file, not by the model
     train = load_crops(args.train, opts, count_bar("loading train", args.quiet))
     test = load_crops(args.test, opts, count_bar("loading test", args.quiet))
@@ -92,10 +121,10 @@ def cmd_cells(args) -> int:
     import numpy as np
 
     from ..core.cells.crops import cells_from_labels, crops_from_labels, segment_cells
-    from ..core.io.folders import parse_channels
     from ..core.errors import InputError
-    from ..core.deepyeast.explore import write_rows
+    from ..core.io.folders import parse_channels
     from ..core.io.images import read_image, select_channels, write_tiff
+    from ..core.io.tables import write_csv
 
     field = read_image(args.field, as_float=False)
     if not 0 <= args.channel < field.shape[0]:
@@ -118,18 +147,20 @@ def cmd_cells(args) -> int:
     (out / "crops").mkdir(parents=True, exist_ok=True)
     for row, crop in zip(rows, crops):
         write_tiff(out / row["crop"], np.ascontiguousarray(crop), axes="CYX", overwrite=True)
-    write_rows(out / "cells.csv", rows)
+    write_csv(out / "cells.csv", rows, what="the cell table")
     print(f"{len(rows)} cell(s) -> {out}/labels.tif, {out}/cells.csv, {out}/crops/")
     return 0
 
 
 def cmd_explore(args) -> int:
-    from ..core.deepyeast.classify import align_labels, as_loaded, load_crops, model_options
+    from ..core.deepyeast.classify import model_options
+    from ..core.deepyeast.data import align_labels, load_crops
     from ..core.deepyeast.explore import explore
+    from ..core.io.modelfile import as_loaded
 
     refuse_overwrite(Path(args.out) / "summary.json", args.overwrite)
-    lm = as_loaded(args.model)
-    data = align_labels(load_crops(args.test, model_options(lm, _crop_options(args)),
+    lm = as_loaded(args.model, "deepyeast")
+    data = align_labels(load_crops(args.test, model_options(lm, crop_options(args)),
                                    count_bar("loading", args.quiet)), lm.meta.class_names)
     res = explore(lm, data, args.out, layers=[s.strip() for s in args.layers.split(",") if s.strip()],
                   max_points=args.max_points, seed=args.seed, device=args.device)

@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-
 #: the demo's simulation: the paper's task (white circles among ellipses) on smaller fields
 #: with fewer, more elongated ellipses, so a CPU learns it in a few minutes
 DEMO_SIM = dict(height=128, width=160, grid=(4, 5), n_objects=(10, 16), rare_fraction=0.2,
@@ -56,9 +55,9 @@ def _pump(seconds: float) -> None:
 
 
 def cmd_demo(args) -> int:
-    from ..core.training.augment import AugmentConfig
     from ..core.datasets.synthetic import SimConfig, simulate
     from ..core.progress import CancelToken
+    from ..core.training.augment import AugmentConfig
     from ..core.training.trainer import TrainConfig
     from ..core.wscnn.train import WSCNNOptions, train_wscnn
     from .common import TrainBar, count_bar, ctrl_c_cancels
@@ -91,8 +90,8 @@ def cmd_demo(args) -> int:
     pos = _first_image(data / "test" / "positive")
     neg = _first_image(data / "test" / "negative")
     pred_dir = out / "predictions"
-    from ..core.wscnn.predict_files import predict_wscnn_files
     from ..core.io.modelfile import LoadedModel
+    from ..core.wscnn.predict_files import predict_wscnn_files
 
     loaded = LoadedModel(model.cpu(), meta, best)
     csv_path = predict_wscnn_files(loaded, [pos, neg], pred_dir, device="cpu", overwrite=True)
@@ -111,8 +110,8 @@ def show(args, loaded, pos: Path, neg: Path, test_dir: Path, pred_dir: Path) -> 
     from .. import _sample_data
     from .._widgets.wscnn_dock import WSCNNDock
     from .._widgets.wscnn_results import Cached
-    from ..core.io.images import read_image
     from ..core.inference.predict import predict_wscnn
+    from ..core.io.images import read_image
 
     viewer = napari.Viewer(title="napari-rarepheno demo", show=True)
     viewer.window._qt_window.resize(1600, 1000)

@@ -24,7 +24,7 @@ def _print_rows(rows: list[dict], columns: list[str], n: int) -> None:
 
 
 def cmd_rank(args) -> int:
-    from ..core.discover import rank_images
+    from ..core.discover.rank import rank_images
     from ..core.progress import CancelToken
 
     with ctrl_c_cancels(CancelToken()) as token:
@@ -39,7 +39,7 @@ def cmd_rank(args) -> int:
 
 
 def cmd_mislabels(args) -> int:
-    from ..core.discover import find_mislabels
+    from ..core.discover.rank import find_mislabels
     from ..core.progress import CancelToken
 
     with ctrl_c_cancels(CancelToken()) as token:
@@ -62,7 +62,7 @@ def _print_plan(plan) -> None:
 
 
 def cmd_apply(args) -> int:
-    from ..core.discover import apply_decisions
+    from ..core.discover.decisions import apply_decisions
 
     plan = apply_decisions(args.data, args.decisions, dry_run=not args.apply, undo_file=args.undo_file)
     _print_plan(plan)
@@ -75,7 +75,7 @@ def cmd_apply(args) -> int:
 
 
 def cmd_undo(args) -> int:
-    from ..core.discover import undo
+    from ..core.discover.decisions import undo
 
     plan = undo(args.undo_file, dry_run=args.dry_run)
     _print_plan(plan)
@@ -84,9 +84,10 @@ def cmd_undo(args) -> int:
 
 
 def cmd_gallery(args) -> int:
-    from ..core.discover import GalleryConfig, build_gallery, save_gallery
+    from ..core.discover.gallery import GalleryConfig, build_gallery
+    from ..core.discover.gallery_files import save_gallery
+    from ..core.inference.segment import SaliencyConfig
     from ..core.progress import CancelToken
-    from ..core.inference.saliency import SaliencyConfig
 
     out = Path(args.out)
     if (out / "gallery.csv").exists() and not args.overwrite:
@@ -106,7 +107,7 @@ def cmd_gallery(args) -> int:
 
 
 def cmd_name_cluster(args) -> int:
-    from ..core.discover import load_gallery, name_cluster
+    from ..core.discover.gallery_files import load_gallery, name_cluster
 
     written = name_cluster(load_gallery(args.gallery), args.cluster, args.name, args.out)
     print(f"wrote {len(written)} crop(s) to {Path(args.out) / args.name}", file=sys.stderr)
@@ -114,7 +115,7 @@ def cmd_name_cluster(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from ..core.discover import retrain
+    from ..core.discover.retraining import retrain
     from ..core.progress import CancelToken
     from ..core.training.trainer import TrainConfig
     from .common import TrainBar

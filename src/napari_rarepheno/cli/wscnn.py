@@ -5,9 +5,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (add_channel_args, add_segmentation_args, add_train_args, count_bar, ctrl_c_cancels,
-                     saliency_config_from_args, segmentation_args_given, train_config_from_args, train_summary,
-                     write_json, TrainBar)
+from .common import (
+    TrainBar,
+    add_channel_args,
+    add_segmentation_args,
+    add_train_args,
+    count_bar,
+    ctrl_c_cancels,
+    saliency_config_from_args,
+    segmentation_args_given,
+    train_config_from_args,
+    train_summary,
+    write_json,
+)
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -73,7 +83,7 @@ def cmd_evaluate(args) -> int:
     if args.json:  # before the work, not after it
         refuse_overwrite(Path(args.json), args.overwrite)
     if meta.kind == "wscnn":
-        from ..core.wscnn.train import evaluate_wscnn
+        from ..core.wscnn.evaluate import evaluate_wscnn
 
         res = evaluate_wscnn(args.model, args.test, device=args.device, progress=count_bar("evaluating", args.quiet),
                              channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args))
@@ -81,10 +91,11 @@ def cmd_evaluate(args) -> int:
             for k in ("probabilities", "images", "labels"):
                 res.pop(k, None)
     else:
-        from ..core.deepyeast.classify import evaluate_deepyeast
+        from ..core.deepyeast.evaluate import evaluate_deepyeast
+        from .deepyeast import crop_options
 
         _no_segmentation_args(args, "evaluate")
-        res = evaluate_deepyeast(args.model, args.test, device=args.device, args=args)
+        res = evaluate_deepyeast(args.model, args.test, device=args.device, opts=crop_options(args))
     write_json(args.json, res)
     return 0
 
@@ -94,18 +105,22 @@ def cmd_predict(args) -> int:
 
     meta = read_meta(args.model)
     if meta.kind == "wscnn":
-        from ..core.wscnn.predict_files import predict_wscnn_files
         from ..core.io.folders import parse_channels
+        from ..core.wscnn.predict_files import predict_wscnn_files
 
         predict_wscnn_files(args.model, [Path(p) for p in args.inputs], Path(args.out), device=args.device,
                             tile=args.tile, overwrite=args.overwrite, resume=args.resume,
                             saliency_config=saliency_config_from_args(args),
                             channels=parse_channels(args.channels), progress=count_bar("predicting", args.quiet))
     else:
-        from ..core.deepyeast.classify import predict_deepyeast_cli
+        from ..core.deepyeast.predict_files import predict_deepyeast_files
+        from .deepyeast import crop_options
 
         _no_segmentation_args(args, "predict")
-        predict_deepyeast_cli(args)
+        predict_deepyeast_files(args.model, args.inputs, args.out, opts=crop_options(args), device=args.device,
+                                treat_as=args.as_, segment_channel=args.segment_channel,
+                                min_area=args.min_area if args.min_area is not None else 30,
+                                overwrite=args.overwrite)
     print(f"wrote {args.out}/predictions.csv", file=sys.stderr)
     return 0
 

@@ -3,6 +3,6 @@
 Nothing in ``core`` imports napari, Qt or magicgui: the same code serves the
 ``rarepheno`` command, notebooks, tests and the napari docks.
 """
-from .errors import RarephenoError, InputError, ModelFileError
+from .errors import InputError, ModelFileError, RarephenoError
 
 __all__ = ["RarephenoError", "InputError", "ModelFileError"]

@@ -62,6 +62,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise InputError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
 
 
+def as_device(device: str | torch.device | None) -> torch.device:
+    """A torch.device as is; a name through :func:`resolve_device` (None: the CPU)."""
+    if isinstance(device, torch.device):
+        return device
+    return resolve_device(device or "cpu")
+
+
 def cpu_supports_bf16() -> bool:
     """oneDNN can run bf16 here (natively or emulated with AVX-512)."""
     try:

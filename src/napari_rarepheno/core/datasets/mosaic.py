@@ -31,7 +31,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..io.boxes import Box, read_png, staged_dir, write_objects, write_png
+from ..io.atomic import staged_dir
+from ..io.boxes import Box, write_objects
+from ..io.images import read_png, write_png
 from .splits import SPLITS, parse_cell_name, random_split, split_by_region, split_counts
 
 Progress = Callable[[int, int], None]

@@ -38,7 +38,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..io.boxes import Box, staged_dir, write_objects, write_png
+from ..io.atomic import staged_dir
+from ..io.boxes import Box, write_objects
+from ..io.images import write_png
 
 Progress = Callable[[int, int], None]
 

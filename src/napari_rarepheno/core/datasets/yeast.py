@@ -51,7 +51,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
-from ..io.boxes import staged_dir
+from ..io.atomic import staged_dir
 
 YEAST_CLASSES = ("cell_periphery", "cytoplasm", "endosome", "er", "golgi", "mitochondrion",
                  "nuclear_periphery", "nucleolus", "nucleus", "peroxisome", "spindle_pole",

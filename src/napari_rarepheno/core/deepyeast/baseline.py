@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io.folders import ImageSet
 from ..errors import InputError
+from ..io.folders import ImageSet
 
 
 def hand_features(data: ImageSet, marker_channel: int = 0, protein_channel: int | None = None):
@@ -34,7 +34,7 @@ def cv_groups(data: ImageSet, folds: int = 3) -> np.ndarray | None:
     """Blocks for group-aware CV (regions / proteins), or None when they do not group cells
     or when some class lives in fewer than ``folds`` blocks (its held-out fold would never
     have been seen in training)."""
-    from .classify import split_keys
+    from .data import split_keys
 
     keys = np.asarray(split_keys(data))
     if not folds <= len(set(keys.tolist())) < len(keys):
@@ -50,9 +50,10 @@ def run_baseline(train: ImageSet, test: ImageSet, *, val: ImageSet | None = None
 
     Hyperparameters are chosen on ``val`` when given (the paper; the forest is fitted on
     ``train`` only), else by CV on ``train`` (by region/protein where the names allow)."""
-    from .classify import align_labels, group_summary
     from ..classic.features import ForestConfig, fit_forest
     from ..metrics import multiclass_metrics
+    from .data import align_labels
+    from .evaluate import group_summary
 
     test = align_labels(test, train.class_names)
     t0 = time.perf_counter()
@@ -83,10 +84,11 @@ def run_transfer(model, train: ImageSet, test: ImageSet, shots: Sequence[int] = 
                  hand: bool = True, marker_channel: int = 0, protein_channel: int | None = None) -> dict:
     """Few-shot accuracy on ``test`` when training a ``head`` on ``shot`` examples per class of
     ``train``, with the network's ``layer`` outputs ('deep') and with hand-made features ('hand')."""
-    from .classify import as_loaded, embed_crops
     from ..classic.features import few_shot_curve
+    from ..io.modelfile import as_loaded
+    from .classify import embed_crops
 
-    lm = as_loaded(model)
+    lm = as_loaded(model, "deepyeast")
     test = _align_new(test, train.class_names)
     t0 = time.perf_counter()
     dtr = embed_crops(lm, train.images, layer, device=device)
@@ -106,7 +108,7 @@ def run_transfer(model, train: ImageSet, test: ImageSet, shots: Sequence[int] = 
 
 
 def _align_new(test: ImageSet, class_names: Sequence[str]) -> ImageSet:
-    from .classify import align_labels
+    from .data import align_labels
 
     try:
         return align_labels(test, class_names)

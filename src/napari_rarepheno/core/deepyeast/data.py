@@ -4,7 +4,6 @@
 ``channel_files`` pairs, groups from the name, a regex or a CSV) or a DeepLoc-layout
 HDF5 file, and brings the crops to the network's ``input_size`` (centre-crop / pad).
 :func:`holdout` splits off a validation set by position/region/group or at random.
-Re-exported by :mod:`napari_rarepheno.core.deepyeast.classify`.
 """
 from __future__ import annotations
 
@@ -15,10 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..training.augment import AugmentConfig
-from ..io.deeploc_h5 import is_h5, load_deeploc_h5
-from ..io.folders import ImageSet, load_class_folders, parse_channels
 from ..errors import InputError
+from ..io.deeploc_h5 import is_h5, load_deeploc_h5
+from ..io.folders import ImageSet, load_class_folders
+from ..training.augment import AugmentConfig
 
 
 @dataclass
@@ -38,26 +37,6 @@ class DeepYeastOptions:
     input_size: int = 64
     width: float = 1.0                             # < 1 shrinks every layer (tests, demos); 1 = paper
     crop_scale: str | None = None                  # None (paper) | 'percentile': each crop's channels to 1..99.9%
-
-
-def _tokens(text) -> list[str] | None:
-    if text is None or text == "" or isinstance(text, (list, tuple)):
-        return list(text) if text else None
-    return [t.strip() for t in str(text).split(",") if t.strip()]
-
-
-def options_from_args(args, **overrides) -> DeepYeastOptions:
-    """DeepYeastOptions from an argparse namespace (missing options keep their defaults)."""
-    g = lambda k: getattr(args, k, None)  # noqa: E731
-    clip = _tokens(g("clip_percentiles"))
-    if clip is not None and len(clip) != 2:
-        raise InputError(f"--clip-percentiles needs two numbers like 1,99.8, got {g('clip_percentiles')!r}")
-    opts = DeepYeastOptions(channels=parse_channels(g("channels")), channel_files=_tokens(g("channel_files")),
-                            group_regex=g("group_regex"), groups_csv=g("groups_csv"), classes=_tokens(g("classes")),
-                            clip_percentiles=tuple(float(c) for c in clip) if clip else None)
-    for k, v in overrides.items():
-        setattr(opts, k, v)
-    return opts
 
 
 # ------------------------------------------------------------------------ loading

@@ -7,7 +7,6 @@ this runs headless; the CSVs carry the same numbers for the napari docks and not
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..io.tables import write_csv
 
 
 def tsne_2d(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -91,15 +91,6 @@ def plot_confusion(confusion, class_names: Sequence[str], path: str | Path, titl
     return Path(path)
 
 
-def write_rows(path: str | Path, rows: list[dict]) -> Path:
-    path = Path(path)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
 def per_class_rows(metrics: dict) -> list[dict]:
     """One row per class (class, n, precision, recall) from a ``multiclass_metrics`` result."""
     return [{"class": c, "n": v["n"], "precision": round(v["precision"], 6), "recall": round(v["recall"], 6)}
@@ -114,10 +105,12 @@ def explore(loaded, data, out_dir: str | Path, layers: Sequence[str] = ("fc1",),
             seed: int = 0, device: str = "auto", progress=None) -> dict:
     """Write confusion.png/.csv, per_class.csv, tsne_<layer>.png/.csv and summary.json for
     ``loaded`` (a DeepYeast model) on ``data`` (an ImageSet aligned to the model's classes)."""
-    from .classify import as_loaded, classify_crops, embed_crops, group_summary
+    from ..io.modelfile import as_loaded
     from ..metrics import multiclass_metrics
+    from .classify import classify_crops, embed_crops
+    from .evaluate import group_summary
 
-    lm = as_loaded(loaded)
+    lm = as_loaded(loaded, "deepyeast")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(lm.meta.class_names)
@@ -127,8 +120,8 @@ def explore(loaded, data, out_dir: str | Path, layers: Sequence[str] = ("fc1",),
     metrics.update(group_summary(probs, data.labels, data.groups, names))
     files = {"confusion_png": plot_confusion(metrics["confusion"], names, out / "confusion.png",
                                              f"accuracy {metrics['accuracy']:.3f} (n = {metrics['n']})"),
-             "confusion_csv": write_rows(out / "confusion.csv", confusion_rows(metrics["confusion"], names)),
-             "per_class_csv": write_rows(out / "per_class.csv", per_class_rows(metrics))}
+             "confusion_csv": write_csv(out / "confusion.csv", confusion_rows(metrics["confusion"], names)),
+             "per_class_csv": write_csv(out / "per_class.csv", per_class_rows(metrics))}
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(data), min(max_points, len(data)), replace=False))
     for i, layer in enumerate(layers):
@@ -136,7 +129,7 @@ def explore(loaded, data, out_dir: str | Path, layers: Sequence[str] = ("fc1",),
         xy = tsne_2d(feats, seed)
         files[f"tsne_{layer}_png"] = plot_scatter(xy, data.labels[pick], names, out / f"tsne_{layer}.png",
                                                   f"t-SNE of {layer} ({len(pick)} cells)")
-        files[f"tsne_{layer}_csv"] = write_rows(out / f"tsne_{layer}.csv", [
+        files[f"tsne_{layer}_csv"] = write_csv(out / f"tsne_{layer}.csv", [
             {"id": data.relpath(j) if len(set(data.paths)) > 1 else f"row{j}", "x": float(a), "y": float(b),
              "class": names[data.labels[j]], "predicted": names[pred[j]]} for j, (a, b) in zip(pick, xy)])
         if progress is not None:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.atomic import atomic_open, write_text
 
 DECISION_FIELDS = ("image", "current_label", "suggested_label", "decision", "timestamp")
 DECISIONS = ("confirm", "reject")
@@ -160,10 +161,8 @@ def _rename_references(split_dir: Path, mapping: dict[str, str]) -> list[str]:
             if j < len(r) and r[j] in mapping:
                 r[j], hit = mapping[r[j]], True
         if hit:
-            tmp = path.with_name("." + name + ".tmp")
-            with open(tmp, "w", newline="") as fh:
+            with atomic_open(path, "w", "the table", encoding=None) as fh:
                 csv.writer(fh, lineterminator="\n").writerows(rows)
-            os.replace(tmp, path)
             changed.append(str(path))
     return changed
 
@@ -209,9 +208,7 @@ def apply_decisions(data_dir: str | Path, decisions_csv: str | Path, dry_run: bo
 
 def _write_json(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(doc, indent=2), "the undo file")
 
 
 def undo(undo_file: str | Path, dry_run: bool = False) -> ApplyPlan:

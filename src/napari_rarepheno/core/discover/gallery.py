@@ -14,7 +14,8 @@ batch; images are read lazily, only crops are kept.
 DeepYeast: every crop is a cell; its embedding is the ``fc1`` layer (the paper's
 transfer features); ``min_probability`` filters on the target class when one is given.
 
-Clustering, the 2-D map, the montage and saving are in :mod:`.clusters`.
+Clustering and the 2-D map come from :mod:`.clusters`; the montage and saving are in
+:mod:`.gallery_files`.
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..inference.segment import SaliencyConfig
+from ..io.modelfile import as_loaded
 from ..progress import CancelToken
-from ..inference.saliency import SaliencyConfig
-from .scoring import as_loaded, batches, folder_files, target_index
+from .clusters import cluster_features, embed_2d
+from .scoring import batches, folder_files, target_index
 
 
 @dataclass
@@ -62,7 +65,7 @@ class GalleryConfig:
 class Gallery:
     """Crops (N, C, s, s) float32 (scaled like the images, e.g. uint8 / 255) with one table
     row each (image, label, y, x, score, probability); ``features`` (N, D); after
-    :func:`.clusters.cluster_gallery` also ``clusters`` (N,) (-1: noise) and ``xy`` (N, 2)."""
+    :func:`cluster_gallery` also ``clusters`` (N,) (-1: noise) and ``xy`` (N, 2)."""
 
     crops: np.ndarray
     table: dict[str, np.ndarray]
@@ -135,8 +138,8 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
 
 
 def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
+    from ..inference.segment import segment_saliency
     from ..inputs.normalize import Normalization
-    from ..inference.saliency import segment_saliency
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "wscnn")
@@ -167,7 +170,8 @@ def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=N
 
 
 def collect_deepyeast(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
-    from ..deepyeast.classify import classify_crops, embed_crops, fit_size
+    from ..deepyeast.classify import classify_crops, embed_crops
+    from ..deepyeast.data import fit_size
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "deepyeast")
@@ -222,8 +226,6 @@ def build_gallery(model, inputs: Sequence[str | Path], cfg: GalleryConfig | None
                 lm.meta.kind, dtype, info={"n_images": len(files), "crop_size": cfg.crop_size,
                                            "model": str(lm.path) if lm.path else "", "channels": lm.meta.channels})
     if cluster:
-        from .clusters import cluster_gallery
-
         cluster_gallery(g, cfg.n_clusters, cfg.method, cfg.seed)
     return g
 
@@ -250,3 +252,17 @@ def explain_file(model, path: str | Path, target: str | None = None, device: str
     t = target_index(lm.meta.class_names, target, "wscnn")
     pred = predict_wscnn(lm, raw, saliency=True, tile=tile, device=device, target=t, path=path)
     return raw, pred.probabilities, pred.saliency
+
+
+def cluster_gallery(g: Gallery, n_clusters: int = 5, method: str = "kmeans", seed: int = 0) -> Gallery:
+    """Fill ``g.clusters`` and ``g.xy`` (in place; returns ``g``).
+
+    Runs with one OpenMP/BLAS thread: these problems are small, and on a busy machine
+    scikit-learn's spinning thread pools made k-means and t-SNE 20-100x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        g.clusters = cluster_features(g.features, n_clusters, method, seed)
+        g.xy = embed_2d(g.features, seed)
+    g.info.update(method=method, n_clusters=int(len(set(g.clusters.tolist()) - {-1})))
+    return g

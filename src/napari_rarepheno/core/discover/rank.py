@@ -16,15 +16,16 @@ suggested label is the most probable other class. Highest suspicion first.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from ..io.modelfile import as_loaded
+from ..io.tables import write_csv
 from ..progress import CancelToken
-from .scoring import SCORES, LabeledFile, as_loaded, entropy, folder_files, labeled_files, score_stream, target_index
+from .scoring import SCORES, LabeledFile, entropy, folder_files, labeled_files, score_stream, target_index
 
 
 def _fmt(v) -> str:
@@ -89,12 +90,7 @@ def _finish(rows: list[dict], key: str, out: Path | None, fields: list[str], com
     for i, r in enumerate(rows):
         r["rank"] = i + 1
     if out is not None:
-        tmp = out.with_name("." + out.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["rank"] + fields, lineterminator="\n")
-            w.writeheader()
-            w.writerows({k: _fmt(v) for k, v in r.items()} for r in rows)
-        os.replace(tmp, out)
+        write_csv(out, [{k: _fmt(v) for k, v in r.items()} for r in rows], ["rank"] + fields, "the ranking")
         if complete:
             partial_path(out).unlink(missing_ok=True)
     return rows

@@ -33,8 +33,9 @@ def retrain(model: str | Path, data_dir: str | Path, out: str | Path, cfg=None, 
                             channels=meta.channels, pool_first=c.get("pool_first", False))
         return train_wscnn(data_dir, out, opts, cfg, callback=callback, cancel=cancel, init_from=init)
     if meta.kind == "deepyeast":
-        from ..deepyeast.classify import DeepYeastOptions, train_deepyeast
-        from ..nets.networks import DeepYeastConfig
+        from ..deepyeast.data import DeepYeastOptions
+        from ..deepyeast.train import train_deepyeast
+        from ..nets.deepyeast import DeepYeastConfig
 
         width = c.get("widths", DeepYeastConfig().widths)[0] / DeepYeastConfig().widths[0]
         opts = DeepYeastOptions(channels=meta.channels, input_size=c.get("input_size", 64), width=width,

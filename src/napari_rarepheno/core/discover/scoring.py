@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.images import is_image_file, read_image
+from ..io.modelfile import as_loaded
 from ..progress import CancelToken
 
 SCORES = ("probability", "entropy")
@@ -28,18 +29,6 @@ class LabeledFile:
     path: Path
     label: str = ""
     split: str = ""
-
-
-def as_loaded(model):
-    """A :class:`~..modelfile.LoadedModel` of either kind, from a path or as given."""
-    from ..io.modelfile import LoadedModel, load_model
-
-    if isinstance(model, LoadedModel):
-        return model
-    lm = load_model(model)
-    if lm.meta.kind not in ("wscnn", "deepyeast"):
-        raise InputError(f"cannot score with a {lm.meta.kind} model", model)
-    return lm
 
 
 def _images_in(folder: Path) -> list[Path]:

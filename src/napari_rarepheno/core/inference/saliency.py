@@ -35,16 +35,21 @@ GUI can re-run it on every slider change without touching the network.
 from __future__ import annotations
 
 import contextlib
+
 import numpy as np
 import torch
 from torch import nn
-
-from .segment import THRESHOLD_MODES, Detections, SaliencyConfig, segment_saliency, smooth_saliency  # noqa: F401
 
 SALIENCY_MODES = ("map", "max")
 
 
 # ------------------------------------------------------------------ geometry
+def positive_index(class_names) -> int:
+    """Index of the class whose evidence saliency shows: 'positive' if named so, else the last."""
+    names = [str(c).lower() for c in class_names]
+    return names.index("positive") if "positive" in names else max(len(names) - 1, 0)
+
+
 def unit_geometry(model: nn.Module) -> tuple[float, int]:
     """(offset, stride) in input pixels: class-map unit i is centred on input pixel
     ``offset + stride * i`` (pixel centres at integer coordinates)."""
@@ -192,7 +197,6 @@ def gradient_saliency(model: nn.Module, x_norm: torch.Tensor, target: int = 1, m
     return gradient_saliency_batch(model, x, target, mode)[0]
 
 
-__all__ = ["SALIENCY_MODES", "THRESHOLD_MODES", "unit_geometry", "upsample_maps", "eval_mode",
+__all__ = ["SALIENCY_MODES", "positive_index", "unit_geometry", "upsample_maps", "eval_mode",
            "class_activation_maps", "class_activation_maps_batch", "evidence_map", "objective_weights",
-           "saliency_from_weights", "maps_and_saliency", "gradient_saliency", "gradient_saliency_batch",
-           "SaliencyConfig", "Detections", "smooth_saliency", "segment_saliency"]
+           "saliency_from_weights", "maps_and_saliency", "gradient_saliency", "gradient_saliency_batch"]

@@ -1,34 +1,145 @@
-"""Big images in bounded memory: tiles read lazily from array-likes, streamed WSCNN prediction.
+"""Tiles: which windows of a big image to run the network on, and how to stitch them.
 
-A 10k x 10k stitched plate image is 400 MB as float32 per channel, and a prediction that
-holds the whole image, a gradient canvas and full-resolution class maps needs ~10x that.
-Here nothing image-sized is ever held in memory:
+Tiling (big fields): the image is cut into overlapping tiles whose origins lie on the
+class-map grid (multiples of the stride, 8 px). Each class-map unit is taken from the
+one tile in which it lies farthest from a tile edge, and only from a tile where it is
+unaffected by the zero padding of the inner convolutions ("clean"), so the stitched
+class maps equal the untiled ones up to float error; the image probability is the
+softmax of their global maximum, which is exactly what a ``head='max'`` network
+computes. Saliency gradients of a tile's own units are added into one canvas, which is
+again exact. Average and FC heads depend on the whole map at once and are refused.
 
-* :class:`LazyImage` wraps anything with ``shape``, ``dtype`` and numpy slicing -- a
-  ``numpy.memmap`` (``tifffile.memmap``), a zarr array, a dask array, an h5py dataset --
-  as (C, H, W) and reads one window at a time, scaled to [0, 1] like ``imageio.to_float``.
-* :func:`iter_tiles` walks overlapping windows in row-major order.
-* :func:`predict_wscnn_lazy` is the tiled WSCNN prediction of ``core.predict`` (same tile
-  plan, same exact stitching: the same ``plan_tiles``/``owned_units``) with streamed
-  output: class maps at class-map resolution (1/8 of the image per side), saliency
-  accumulated in a band of one tile row and written row by row into ``out`` (any writable
-  array-like: ``np.lib.format.open_memmap``, zarr, or None for an in-memory array).
-
-Peak memory is then ~ the network's working set for one tile plus one band of
-``tile x W`` float32 per channel, independent of the image height
-(``tests/core/test_bigimage.py`` measures it).
+:class:`LazyImage` wraps anything with ``shape``, ``dtype`` and numpy slicing -- a
+``numpy.memmap`` (``tifffile.memmap``), a zarr array, a dask array, an h5py dataset --
+as (C, H, W) and reads one window at a time, scaled to [0, 1] like ``io.images.to_float``;
+:func:`iter_tiles` walks overlapping windows in row-major order.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import torch
+from torch import nn
 
 from ..errors import InputError
-from ..inputs.normalize import Normalization
-from ..progress import CancelToken, Progress, ProgressCallback
+from .saliency import unit_geometry
+
+
+# ------------------------------------------------------------ tile plan
+def contaminated_units(model: nn.Module) -> int:
+    """Class-map units at a tile edge that see the zero padding of inner convolutions."""
+    c = 0
+    for m in list(model.features) + [model.classifier]:
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+            p = m.padding[0] if isinstance(m.padding, tuple) else m.padding
+            s = m.stride[0] if isinstance(m.stride, tuple) else m.stride
+            c = math.ceil((c + p) / s)
+    return c
+
+
+def _map_len(model, n: int) -> int:
+    return int(model.class_map_size(n, n)[0])
+
+
+def min_overlap(model) -> int:
+    """Smallest tile overlap (px) for which stitched class maps are exact."""
+    _, stride = unit_geometry(model)
+    big = 64 * stride
+    return stride * (big // stride - _map_len(model, big) + 2 * contaminated_units(model))
+
+
+def default_overlap(model) -> int:
+    _, stride = unit_geometry(model)
+    rf = model.receptive_field()[0]
+    return max(min_overlap(model), -(-rf // stride) * stride) + stride
+
+
+def plan_tiles(n: int, tile: int, overlap: int, stride: int) -> list[tuple[int, int]]:
+    """Spans [start, end) along one axis; starts on the stride grid, the last span ends at n,
+    neighbours overlap by at least ``overlap``.
+
+    The fewest spans of at most ``tile`` px (the last may be up to ``stride - 1`` px longer),
+    all about the same size: a 2048 px side with ``tile=1024`` and 80 px overlap becomes three
+    736 px spans rather than two full tiles and a third that nearly repeats the second (1.9x
+    less work for a 2048x2048 field)."""
+    if n <= tile:
+        return [(0, n)]
+    k = max(2, math.ceil((n - overlap) / (tile - overlap)))
+    while True:
+        for size in range(math.ceil((n + (k - 1) * overlap) / k), tile + 1):
+            step = (size - overlap) // stride * stride
+            last = (n - size) // stride * stride
+            if step <= 0 or last <= (k - 2) * step:
+                continue
+            if last - (k - 2) * step <= size - overlap:
+                return [(i * step, i * step + size) for i in range(k - 1)] + [(last, n)]
+        k += 1
+
+
+def owned_units(model, n: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Global class-map unit range [lo, hi) each span contributes (clean and most central)."""
+    _, stride = unit_geometry(model)
+    c = contaminated_units(model)
+    clean = []
+    for s, e in spans:
+        u0, m = s // stride, _map_len(model, e - s)
+        clean.append((u0 + (0 if s == 0 else c), u0 + m - (0 if e == n else c)))
+    out, lo = [], 0
+    for k, (a, b) in enumerate(clean):
+        hi = _map_len(model, n) if k == len(clean) - 1 else max(lo, (b + clean[k + 1][0]) // 2)
+        if lo < hi and not (a <= lo and hi <= b):
+            raise RuntimeError("tile overlap too small for exact stitching")  # guarded by min_overlap
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def check_tiling(model, tile: int, overlap: int | None) -> tuple[int, int]:
+    head = getattr(model.config, "head", "max")
+    if head != "max":
+        raise InputError(f"tiled prediction needs a network with global max pooling (head='max'); this model "
+                         f"uses head='{head}', whose score depends on the whole image at once: predict without "
+                         "tiling (tile=None)")
+    _, stride = unit_geometry(model)
+    ov = default_overlap(model) if overlap is None else int(overlap)
+    need = min_overlap(model)
+    if ov < need:
+        raise InputError(f"tile overlap {ov} px is too small for this network: it needs at least {need} px "
+                         f"(receptive field {model.receptive_field()[0]} px)")
+    ov = -(-ov // stride) * stride
+    t = int(tile) // stride * stride
+    if t < ov + stride or t < model.min_input_size:
+        raise InputError(f"tile size {tile} px is too small: use at least {max(ov + stride, model.min_input_size)}"
+                         f" px with an overlap of {ov} px")
+    return t, ov
+
+
+def tile_spans(n: int, tile: int, overlap: int, stride: int = 1) -> list[tuple[int, int]]:
+    """[start, end) windows of about ``tile`` px along an axis of ``n`` px, overlapping by at
+    least ``overlap``, starts on multiples of ``stride``, the last ending at ``n``."""
+    if tile <= overlap:
+        raise InputError(f"tile size {tile} px must be larger than the overlap {overlap} px")
+    return plan_tiles(int(n), int(tile), int(overlap), max(1, int(stride)))
+
+
+@dataclass(frozen=True)
+class Tile:
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def iter_tiles(image: Any, tile: int, overlap: int = 0, stride: int = 1,
+               channels: Sequence[int] | None = None) -> Iterator[tuple[Tile, np.ndarray]]:
+    """Yield (window, float32 (C, h, w) pixels) over ``image`` in row-major order, one read each."""
+    img = image if isinstance(image, LazyImage) else LazyImage(image, channels)
+    _, H, W = img.shape
+    for y0, y1 in tile_spans(H, tile, overlap, stride):
+        for x0, x1 in tile_spans(W, tile, overlap, stride):
+            yield Tile(y0, y1, x0, x1), img.read(y0, y1, x0, x1)
 
 
 # ------------------------------------------------------------------ reading
@@ -73,289 +184,3 @@ class LazyImage:
                 raise InputError(f"image has NaN/inf pixels in rows {y0}-{y1}, columns {x0}-{x1}; replace them "
                                  "(e.g. by 0) before prediction")
         return np.ascontiguousarray(out)
-
-
-def tile_spans(n: int, tile: int, overlap: int, stride: int = 1) -> list[tuple[int, int]]:
-    """[start, end) windows of about ``tile`` px along an axis of ``n`` px, overlapping by at
-    least ``overlap``, starts on multiples of ``stride``, the last ending at ``n``."""
-    from .predict import plan_tiles
-
-    if tile <= overlap:
-        raise InputError(f"tile size {tile} px must be larger than the overlap {overlap} px")
-    return plan_tiles(int(n), int(tile), int(overlap), max(1, int(stride)))
-
-
-@dataclass(frozen=True)
-class Tile:
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-
-def iter_tiles(image: Any, tile: int, overlap: int = 0, stride: int = 1,
-               channels: Sequence[int] | None = None) -> Iterator[tuple[Tile, np.ndarray]]:
-    """Yield (window, float32 (C, h, w) pixels) over ``image`` in row-major order, one read each."""
-    img = image if isinstance(image, LazyImage) else LazyImage(image, channels)
-    _, H, W = img.shape
-    for y0, y1 in tile_spans(H, tile, overlap, stride):
-        for x0, x1 in tile_spans(W, tile, overlap, stride):
-            yield Tile(y0, y1, x0, x1), img.read(y0, y1, x0, x1)
-
-
-# ------------------------------------------------------------ fast inference
-class _InputGradConv(torch.autograd.Function):
-    """conv2d whose input gradient is one ``conv_transpose2d`` (stride 1, no weight gradient).
-
-    oneDNN's generic convolution backward is 3-4x slower than this for the first layer of
-    WSCNN (one input channel, 11x11, channels_last), which dominates saliency time."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, padding):
-        ctx.save_for_backward(weight)
-        ctx.padding, ctx.in_dtype = padding, x.dtype
-        return torch.nn.functional.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype),
-                                          padding=padding)
-
-    @staticmethod
-    def backward(ctx, g):
-        (weight,) = ctx.saved_tensors
-        gx = torch.nn.functional.conv_transpose2d(g, weight.to(g.dtype), padding=ctx.padding)
-        return gx.to(ctx.in_dtype), None, None, None
-
-
-class _FirstConv(torch.nn.Module):
-    def __init__(self, conv: torch.nn.Conv2d):
-        super().__init__()
-        self.weight, self.bias = conv.weight, conv.bias
-        self.kernel_size, self.stride, self.padding, self.dilation = (conv.kernel_size, conv.stride, conv.padding,
-                                                                     conv.dilation)
-
-    def forward(self, x):
-        w, b = self.weight, self.bias
-        if torch.is_autocast_enabled(x.device.type):
-            dt = torch.get_autocast_dtype(x.device.type)
-            x, w, b = x.to(dt), w.to(dt), None if b is None else b.to(dt)
-        return _InputGradConv.apply(x, w, b, self.padding)
-
-
-def _bn_scale(bn: torch.nn.BatchNorm2d) -> torch.Tensor:
-    w = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
-    return w / torch.sqrt(bn.running_var + bn.eps)
-
-
-def inference_copy(model: torch.nn.Module, channels_last: bool = True) -> torch.nn.Module:
-    """An eval-mode copy of a WSCNN-like model (``features`` + ``classifier``) for prediction:
-    every BatchNorm folded into the convolution before it (exact up to rounding: eval-mode
-    batch norm is an affine map), parameters frozen (gradients go to the input only), the
-    first convolution with a fast input gradient. Same class maps, same saliency, same
-    tiling geometry (``saliency.unit_geometry`` and ``predict.contaminated_units`` read the
-    same convolutions and poolings)."""
-    import copy
-
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    m = copy.deepcopy(model).eval()
-    layers = list(m.features)
-    for i in range(len(layers) - 1):
-        if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
-            layers[i], layers[i + 1] = fuse_conv_bn_eval(layers[i], layers[i + 1]), nn.Identity()
-        elif (i + 2 < len(layers) and isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.MaxPool2d)
-              and isinstance(layers[i + 2], nn.BatchNorm2d) and _bn_scale(layers[i + 2]).gt(0).all()):
-            # conv -> pool -> BN (WSCNNConfig.pool_first): max pooling commutes with a per-channel
-            # affine map whose scale is positive, so the BN folds into the conv there too
-            layers[i], layers[i + 2] = fuse_conv_bn_eval(layers[i], layers[i + 2]), nn.Identity()
-    first = layers[0]
-    if (isinstance(first, nn.Conv2d) and first.stride == (1, 1) and first.dilation == (1, 1) and first.groups == 1
-            and isinstance(first.padding, tuple)):
-        layers[0] = _FirstConv(first)
-    m.features = nn.Sequential(*layers)
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m.to(memory_format=torch.channels_last) if channels_last else m
-
-
-# --------------------------------------------------------------- prediction
-@dataclass
-class LazyPrediction:
-    probabilities: np.ndarray     # (K,)
-    class_maps: np.ndarray        # (K, h, w) float32 at class-map resolution
-    saliency: Any                 # (H, W) float32: ``out`` or a new array; None when not asked for
-    class_names: list[str]
-    offset: float                 # class-map unit (i, j) is centred on pixel (offset + stride*i, ...)
-    stride: int
-    n_tiles: int
-
-    @property
-    def predicted(self) -> str:
-        return self.class_names[int(np.argmax(self.probabilities))]
-
-    def class_maps_window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Class maps interpolated at the pixels of one window, aligned to the image (as
-        ``saliency.upsample_maps`` does for the whole image): (K, y1-y0, x1-x0) float32."""
-        maps = torch.from_numpy(self.class_maps)
-        rows = _lerp(maps, 1, np.arange(y0, y1), self.offset, self.stride)
-        return _lerp(rows, 2, np.arange(x0, x1), self.offset, self.stride).numpy()
-
-
-def _lerp(t: torch.Tensor, dim: int, pixels: np.ndarray, offset: float, stride: int) -> torch.Tensor:
-    n_in = t.shape[dim]
-    u = ((torch.from_numpy(pixels).double() - offset) / stride).clamp(0, n_in - 1)
-    i0 = u.floor().long().clamp(max=n_in - 1)
-    i1 = (i0 + 1).clamp(max=n_in - 1)
-    shape = [1] * t.dim()
-    shape[dim] = len(pixels)
-    f = (u - i0).to(t.dtype).view(shape)
-    return t.index_select(dim, i0) * (1 - f) + t.index_select(dim, i1) * f
-
-
-def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | None = None, saliency: bool = True,
-                       out: Any = None, device: str | torch.device = "cpu", precision: str = "fp32",
-                       channels_last: bool = True, fast: bool = True, saliency_mode: str = "map",
-                       target: int | None = None,
-                       norm: Normalization | None = None, callback: ProgressCallback = None,
-                       cancel: CancelToken | None = None, border: bool = True) -> LazyPrediction:
-    """WSCNN probabilities, class maps and saliency of a big (C, H, W) or (H, W) array-like,
-    read and processed tile by tile (see the module docstring).
-
-    ``out``: writable (H, W) float32 array-like that receives the saliency (e.g. a
-    ``np.lib.format.open_memmap`` or zarr array); None allocates an in-memory array.
-    ``precision``: 'fp32' (default; equals ``predict_wscnn`` up to float error) or 'auto' /
-    'bf16' (faster on CPUs with bf16 units, ~1e-2 relative deviation of the saliency).
-    ``fast``: predict with :func:`inference_copy` (batch norm folded; same results up to
-    float rounding). ``border``: as ``predict_wscnn``, add the model's border margin
-    (``core.border.border_margin``) of background around the field (read lazily:
-    ``core.border.LazyBorder``); ``class_maps`` then include the margin's units and
-    ``offset`` is relative to the field's own pixel (0, 0)."""
-    from .border import CroppedRows, LazyBorder, border_margin
-    from ..device import resolve_precision
-    from .predict import _check_tiling, as_device, owned_units, positive_index
-    from .saliency import eval_mode, objective_weights, unit_geometry
-
-    model, meta = loaded.model, loaded.meta
-    names = list(meta.class_names)
-    img = image if isinstance(image, LazyImage) else LazyImage(image, _channel_selection(model, meta, image))
-    C, H, W = img.shape
-    if C != int(model.config.in_channels):
-        raise InputError(f"the model expects {model.config.in_channels} channel(s) but the image has {C}; "
-                         "choose the channel(s) with channels=")
-    if min(H, W) < model.min_input_size:
-        m = model.min_input_size
-        raise InputError(f"image is {H}x{W} px, smaller than the network's minimum input of {m}x{m} px")
-    margin = border_margin(loaded) if border else 0
-    if margin:
-        img, (H0, W0) = LazyBorder(img, margin), (H, W)
-        H, W = img.shape[1:]
-    dev = as_device(device)
-    amp = resolve_precision(precision, dev)
-    nrm = norm if norm is not None else Normalization.from_dict(meta.normalization)
-    t = positive_index(names) if target is None else int(target)
-    offset, stride = unit_geometry(model)
-    K = int(model.config.n_classes)
-    hm, wm = model.class_map_size(H, W)
-    if int(tile) >= max(H, W):  # one window: the whole image
-        ys, xs, oy, ox = [(0, H)], [(0, W)], [(0, hm)], [(0, wm)]
-    else:
-        tsize, ov = _check_tiling(model, int(tile), overlap)
-        ys, xs = tile_spans(H, tsize, ov, stride), tile_spans(W, tsize, ov, stride)
-        oy, ox = owned_units(model, H, ys), owned_units(model, W, xs)
-    maps = torch.zeros((1, K, hm, wm))
-    model = inference_copy(model, channels_last) if fast else model
-    model.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    size = (H0, W0) if margin else (H, W)
-    if saliency and out is None:
-        out = np.zeros(size, np.float32)
-    elif saliency and tuple(out.shape) != size:
-        raise InputError(f"out has shape {tuple(out.shape)}, the saliency of this image needs {size}")
-    sink = CroppedRows(out, margin, *size) if saliency and margin else out
-
-    rows = [(ya, ua) for ya, ua in zip(ys, oy) if ua[0] < ua[1]]
-    cols = [(xa, va) for xa, va in zip(xs, ox) if va[0] < va[1]]
-    single = saliency and saliency_mode == "map"
-    passes = [("maps", single)] + ([("grad", True)] if saliency and not single else [])
-    n_steps, step = len(rows) * len(cols) * len(passes), 0
-
-    def run(x: torch.Tensor, grad: bool):
-        with torch.set_grad_enabled(grad), torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-            return model.class_maps(x).float()
-
-    with eval_mode(model):  # (no device.cpu_allocator_tuned here: it trades ~50 MB of heap for speed)
-        weights = None
-        for kind, grad in passes:
-            if kind == "grad":
-                weights = objective_weights(maps, t, saliency_mode)
-            band = _Band(C, max(b - a for a, b in ys), W, sink) if grad else None
-            for (y0, y1), (uy0, uy1) in rows:
-                if grad:
-                    band.start(y0, y1)
-                for (x0, x1), (ux0, ux1) in cols:
-                    if cancel is not None:
-                        cancel.raise_if_cancelled()
-                    step += 1
-                    if callback is not None:
-                        callback(Progress(stage="item", batch=step, n_batches=n_steps,
-                                          message=f"tile {step}/{n_steps}"))
-                    if kind == "grad" and not weights[..., uy0:uy1, ux0:ux1].any():
-                        continue
-                    ly = slice(uy0 - y0 // stride, uy1 - y0 // stride)
-                    lx = slice(ux0 - x0 // stride, ux1 - x0 // stride)
-                    x = nrm.apply_torch(torch.from_numpy(img.read(y0, y1, x0, x1))[None].to(dev))
-                    if channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    x.requires_grad_(grad)
-                    m = run(x, grad)
-                    if kind == "maps":
-                        maps[..., uy0:uy1, ux0:ux1] = m[..., ly, lx].detach().cpu()
-                    if grad:
-                        own = torch.zeros_like(m)
-                        own[..., ly, lx] = (objective_weights(m.detach(), t, saliency_mode)[..., ly, lx]
-                                            if kind == "maps" else weights[..., uy0:uy1, ux0:ux1].to(m.device))
-                        (g,) = torch.autograd.grad((m * own).sum(), x)
-                        band.add(y0, y1, x0, x1, g[0].float().cpu().numpy())
-            if grad:
-                band.flush(H)
-    probs = torch.softmax(maps.amax(dim=(2, 3)), 1)[0].numpy().astype(np.float32)
-    return LazyPrediction(probs, maps[0].numpy(), out if saliency else None, names, offset - margin, stride,
-                          len(rows) * len(cols))
-
-
-def _channel_selection(model, meta, image) -> list[int] | None:
-    """The model's stored channels when the image has more channels than the model takes."""
-    n = 1 if len(image.shape) == 2 else int(image.shape[0])
-    sel = list(meta.channels) if meta.channels else None
-    if n > int(model.config.in_channels) and sel is not None and len(sel) == int(model.config.in_channels):
-        return sel
-    return None
-
-
-class _Band:
-    """Gradient rows of the current tile row, (C, tile rows, W) float32, reused row after row."""
-
-    def __init__(self, C: int, rows: int, W: int, out):
-        self.buf = np.zeros((C, rows, W), np.float32)
-        self.b0 = self.b1 = 0
-        self.out = out
-
-    def start(self, y0: int, y1: int) -> None:
-        """Start the tile row [y0, y1): rows above y0 are final, written out and dropped."""
-        self.flush(y0)
-        keep = self.b1 - y0 if self.b1 > y0 else 0
-        if keep:
-            self.buf[:, :keep] = self.buf[:, y0 - self.b0:self.b1 - self.b0]
-        self.buf[:, keep:] = 0
-        self.b0, self.b1 = y0, max(y1, self.b1)
-
-    def add(self, y0: int, y1: int, x0: int, x1: int, grad: np.ndarray) -> None:
-        self.buf[:, y0 - self.b0:y1 - self.b0, x0:x1] += grad
-
-    def flush(self, upto: int, chunk: int = 64) -> None:
-        """Write rows [b0, upto) as saliency: |gradient|, max over channels."""
-        for r in range(self.b0, min(upto, self.b1), chunk):
-            e = min(r + chunk, upto, self.b1)
-            self.out[r:e] = np.abs(self.buf[:, r - self.b0:e - self.b0]).max(0)
-
-
-__all__ = ["LazyImage", "Tile", "tile_spans", "iter_tiles", "LazyPrediction", "predict_wscnn_lazy", "inference_copy"]

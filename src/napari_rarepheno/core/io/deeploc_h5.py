@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from .images import select_channels, to_float
 from .folders import ImageSet
+from .images import select_channels, to_float
 
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _NAME_ATTRS = ("class_names", "classes", "labels", "label_names")

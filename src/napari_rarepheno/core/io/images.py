@@ -14,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, ensure_writable_dir
+from .atomic import atomic_path
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 MAX_CHANNELS = 8
@@ -222,29 +223,35 @@ def write_tiff(path: str | Path, data: np.ndarray, *, axes: str | None = None, o
 
     On failure (disk full, folder not writable) the temp file is removed, an existing
     file is left as it was, and an :class:`OutputError` names the file."""
-    import tempfile
-
-    import tifffile
-
-    from ..errors import ensure_writable_dir, output_error
+    import tifffile  # deferred: only writers need it
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputError("file exists; use --overwrite (CLI) or confirm (GUI) to replace it", path)
-    folder = ensure_writable_dir(path.parent)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tif.tmp", dir=folder)
-        os.close(fd)
+    ensure_writable_dir(path.parent)
+    with atomic_path(path, "the image") as tmp:
         tifffile.imwrite(tmp, data, metadata={"axes": axes} if axes else None,
                          compression="zlib" if data.dtype != np.float32 else None)
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise output_error(e, path, "could not write the image") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
     return path
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write a uint8 grayscale (HxW) or RGB (HxWx3) array as PNG (libpng via imagecodecs).
+
+    Uses OpenCV's fast settings (zlib level 1, RLE strategy, SUB filter): several
+    times faster than the defaults and, for noisy microscopy-like images, no larger.
+    """
+    import imagecodecs  # deferred (a declared dependency, slow to import); releases the GIL
+
+    data = imagecodecs.png_encode(np.ascontiguousarray(image), level=1, strategy=3, filter=16)
+    Path(path).write_bytes(data)
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """Read a PNG as a numpy array (uint8 for 8-bit files)."""
+    import imagecodecs  # deferred, as in write_png
+
+    try:
+        return np.asarray(imagecodecs.png_decode(Path(path).read_bytes()))
+    except Exception as exc:  # a missing file, a truncated or non-PNG file
+        raise InputError(f"cannot read image {path}: {exc}", path) from exc

@@ -10,9 +10,7 @@ refused before any byte of it is interpreted as Python.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelFileError, OutputError, ensure_writable_dir, output_error
+from ..errors import ModelFileError, OutputError, ensure_writable_dir
+from .atomic import atomic_path
 
 FORMAT = "napari-rarepheno"
 FORMAT_VERSION = 1
@@ -67,7 +66,7 @@ class ModelMeta:
         if not isinstance(d["kind"], str) or not isinstance(d["config"], dict) \
                 or not isinstance(d["class_names"], list) or not d["class_names"]:
             raise ModelFileError("its metadata is malformed (kind, config or class_names of the wrong type)", path)
-        from ..nets.networks import NETWORKS
+        from ..nets.registry import NETWORKS
 
         if d["kind"] not in NETWORKS:
             raise ModelFileError(f"it holds a network of unknown type {d['kind']!r} (this version knows "
@@ -178,22 +177,10 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], doc: dict)
     path = Path(path)
     if path.is_dir():
         raise OutputError("is a folder; give a model file name ending in .safetensors", path)
-    folder = ensure_writable_dir(path.parent)
+    ensure_writable_dir(path.parent)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
+    with atomic_path(path, "the model file") as tmp:
         save_file(tensors, tmp, metadata={_META_KEY: json.dumps(doc), _SUM_KEY: _checksum(tensors)})
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise output_error(e, path, "could not write the model file") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -204,20 +191,6 @@ def check_model_output(path: str | Path) -> Path:
         raise OutputError("is a folder; give a model file name ending in .safetensors", path)
     ensure_writable_dir(path.parent, create=False)
     return path
-
-
-def remove_stale_temps(*paths: str | Path) -> list[Path]:
-    """Delete temporary files a killed run left beside ``paths`` (``.NAME.*.tmp``; the
-    real files are intact, renames are atomic). Call only when starting a run on them."""
-    gone = []
-    for p in map(Path, paths):
-        if not p.parent.is_dir():
-            continue
-        for tmp in [*p.parent.glob(f".{p.name}.*.tmp"), p.parent / f".{p.name}.tmp"]:
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                gone.append(tmp)
-    return gone
 
 
 # ------------------------------------------------------------------- model files
@@ -235,7 +208,7 @@ def save_model(path: str | Path, model: nn.Module, meta: ModelMeta) -> Path:
 
 def load_model(path: str | Path, expect_kind: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the network from the metadata and load the weights, checking every shape."""
-    from ..nets.networks import build_model
+    from ..nets.registry import build_model
 
     path = Path(path)
     tensors, doc = read_tensors(path)
@@ -274,6 +247,16 @@ def load_model(path: str | Path, expect_kind: str | None = None, device: str | t
     model.load_state_dict(tensors)
     model.to(device).eval()
     return LoadedModel(model, meta, path)
+
+
+def as_loaded(model: str | Path | LoadedModel, expect_kind: str | None = None) -> LoadedModel:
+    """The one way the engine takes a model: a :class:`LoadedModel` as it is, a path loaded
+    with :func:`load_model`; either way of ``expect_kind`` when one is given."""
+    if not isinstance(model, LoadedModel):
+        return load_model(model, expect_kind=expect_kind)
+    if expect_kind is not None and model.meta.kind != expect_kind:
+        raise ModelFileError(f"it is a {model.meta.kind} model, but a {expect_kind} model is needed here", model.path)
+    return model
 
 
 def read_meta(path: str | Path) -> ModelMeta:

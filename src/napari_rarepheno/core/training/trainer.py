@@ -9,9 +9,7 @@ every global batch, so N processes compute what one process would).
 """
 from __future__ import annotations
 
-import csv
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,17 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import cpu_allocator_tuned, fits_on_device, resolve_device, resolve_precision, set_threads
+from ..errors import InputError
+from ..inference.arrays import evaluate_arrays, to_model_input
+from ..inputs.normalize import Normalization
+from ..io.folders import ImageSet
+from ..io.modelfile import ModelMeta, flatten_state, read_tensors, save_model, unflatten_state, write_tensors
+from ..io.tables import write_csv
+from ..progress import CancelToken, Progress, ProgressCallback
+from . import distributed as dist_util
 from .augment import AugmentConfig, augment_batch
 from .batchnorm import recompute_bn_statistics
-from ..io.folders import ImageSet
-from ..device import cpu_allocator_tuned, fits_on_device, resolve_device, resolve_precision, set_threads
-from ..errors import InputError, output_error
-from ..io.modelfile import ModelMeta, flatten_state, read_tensors, save_model, unflatten_state, write_tensors
-from ..inputs.normalize import Normalization
-from ..progress import CancelToken, Progress, ProgressCallback
 from .schedule import LRSchedule, recipe_for
-from ..inference.arrays import evaluate_arrays, to_model_input
-from . import distributed as dist_util
 
 
 @dataclass
@@ -171,21 +170,9 @@ class Trainer:
     def write_log(self) -> None:
         if self.paths is None or not self.dist.is_main or not self.history:
             return
-        path = self.paths[2]
-        tmp = path.with_name("." + path.name + ".tmp")
-        keys = list(dict.fromkeys(k for row in self.history for k in row))  # a resumed older run may add columns
-        try:
-            with open(tmp, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=keys, restval="")
-                w.writeheader()
-                w.writerows(self.history)
-            os.replace(tmp, path)
-        except OSError as e:  # disk full, folder gone: the previous log stays as it was
-            tmp.unlink(missing_ok=True)
-            raise output_error(e, path, "could not write the training log") from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # columns: the union over all rows (a run resumed from an older version's state adds
+        # some); disk full or folder gone: the previous log stays as it was
+        write_csv(self.paths[2], self.history, what="the training log")
 
     def resume(self) -> bool:
         """Restore the last completed epoch from ``*.last.safetensors``; False if there is none."""
@@ -228,7 +215,7 @@ class Trainer:
     def _validate(self, val: ImageSet, variants: dict[str, np.ndarray]) -> dict:
         net = self.model
         if getattr(net, "kind", None) == "wscnn" and not self.dist.enabled:  # DDP: SyncBatchNorm, no deepcopy
-            from ..inference.tiling import inference_copy
+            from ..nets.folding import inference_copy
 
             net = inference_copy(net, self.channels_last)  # BN folded: ~18% faster on CPU, same outputs
 

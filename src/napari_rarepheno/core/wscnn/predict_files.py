@@ -15,15 +15,15 @@ are tiled automatically (``head='max'`` networks) instead of exhausting memory.
 from __future__ import annotations
 
 import csv
-import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import Cancelled, InputError, OutputError, ensure_writable_dir
 from ..io.images import IMAGE_SUFFIXES, available_memory, is_constant, is_image_file, read_image, write_tiff
+from ..io.tables import write_csv
 from ..progress import CancelToken
 
 #: images with more pixels than this are predicted in tiles when no --tile is given
@@ -94,26 +94,6 @@ def output_paths(files: Sequence[Path], out: Path) -> list[Path]:
     return paths
 
 
-def _done_rows(csv_path: Path) -> set[str]:
-    if not csv_path.exists():
-        return set()
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        return {row["image"] for row in csv.DictReader(fh) if row.get("image")}
-
-
-def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _prepare_resume(csv_path: Path, obj_path: Path, fields: list[str]) -> set[str]:
     """Keep the complete rows of a stopped run (a kill can cut the last line) and the
     objects of the images that have a prediction row; return those images."""
@@ -131,8 +111,8 @@ def _prepare_resume(csv_path: Path, obj_path: Path, fields: list[str]) -> set[st
         with open(obj_path, newline="", encoding="utf-8") as fh:
             objects = [r for r in csv.DictReader(fh) if None not in r and r.get("image") in done
                        and all(r.get(k) not in (None, "") for k in _OBJECT_FIELDS)]
-    _rewrite(csv_path, fields, rows)
-    _rewrite(obj_path, _OBJECT_FIELDS, objects)
+    write_csv(csv_path, rows, fields)
+    write_csv(obj_path, objects, _OBJECT_FIELDS)
     return done
 
 
@@ -198,13 +178,13 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
     stored selection is applied when a file has more channels than the model."""
     from ..device import resolve_device
     from ..inference.predict import predict_wscnn
-    from ..inference.saliency import SaliencyConfig, segment_saliency
-    from .train import as_loaded
+    from ..inference.segment import SaliencyConfig, segment_saliency
+    from ..io.modelfile import as_loaded
 
     if overwrite and resume:
         raise InputError("choose one: --resume (continue the run in the output folder) or --overwrite "
                          "(start again, replacing its files)")
-    lm = as_loaded(model)
+    lm = as_loaded(model, "wscnn")
     files = expand_inputs(inputs)
     names = unique_names(files)
     out = Path(out)
@@ -276,8 +256,3 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
         warnings.warn(f"{len(constant)} constant image(s) (every pixel equal, no signal): "
                       f"{', '.join(constant[:5])}{' ...' if len(constant) > 5 else ''}", stacklevel=2)
     return csv_path
-
-
-def iter_images(files: Iterable[Path], channels=None):
-    for f in files:
-        yield f, read_image(f, channels)

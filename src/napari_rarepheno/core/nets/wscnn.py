@@ -1,22 +1,17 @@
-"""The two networks: WSCNN (Sailem et al. 2017) and DeepYeast (Pärnamaa & Parts 2017).
-
-Both are plain ``nn.Module`` s built from a JSON-serialisable dataclass config,
-so a model file can rebuild the network from its metadata without executing
-anything but this module.
-"""
+"""WSCNN (Sailem et al. 2017): a small fully convolutional network whose class maps,
+pooled by a global max, give an image-level score and localise its evidence."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from ..errors import ModelFileError
+from .layers import conv_bn_relu
 
 
-# --------------------------------------------------------------------------- WSCNN
 @dataclass
 class WSCNNConfig:
     """WSCNN architecture (paper Fig. 2 and section 2.3).
@@ -67,9 +62,6 @@ class WSCNNConfig:
             raise ValueError("head='fc' needs a fixed input_size=(H, W)")
 
 
-def _conv_bn_relu(cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, padding=pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
 
 def _pooled(block: list[nn.Module], pool_first: bool) -> list[nn.Module]:
     """A conv-BN-ReLU block followed by 2x2 max pooling, in the configured order."""
@@ -90,13 +82,13 @@ class WSCNN(nn.Module):
         w1, w2, w3 = cfg.widths
         pf = cfg.pool_first
         layers: list[nn.Module] = []
-        layers += _pooled(_conv_bn_relu(cfg.in_channels, w1, 11, 0), pf)
+        layers += _pooled(conv_bn_relu(cfg.in_channels, w1, 11, 0), pf)
         if cfg.depth == 6:
-            layers += _conv_bn_relu(w1, w2, cfg.conv2_kernel, 0) + _pooled(_conv_bn_relu(w2, w2, 3, 1), pf)
-            layers += _conv_bn_relu(w2, w3, 5, 1) + _pooled(_conv_bn_relu(w3, w3, 3, 1), pf)
+            layers += conv_bn_relu(w1, w2, cfg.conv2_kernel, 0) + _pooled(conv_bn_relu(w2, w2, 3, 1), pf)
+            layers += conv_bn_relu(w2, w3, 5, 1) + _pooled(conv_bn_relu(w3, w3, 3, 1), pf)
         else:
-            layers += _pooled(_conv_bn_relu(w1, w2, cfg.conv2_kernel, 0), pf)
-            layers += _pooled(_conv_bn_relu(w2, w3, 5, 1), pf)
+            layers += _pooled(conv_bn_relu(w1, w2, cfg.conv2_kernel, 0), pf)
+            layers += _pooled(conv_bn_relu(w2, w3, 5, 1), pf)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(w3, cfg.n_classes, 5, padding=1)
         self.fc = None
@@ -152,109 +144,3 @@ class WSCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.class_maps(x))
-
-
-# ----------------------------------------------------------------------- DeepYeast
-@dataclass
-class DeepYeastConfig:
-    """DeepYeast (paper Fig. 1): eight 3x3 convs (64,64,128,128,256,256,256,256) with BN
-    before ReLU, 2x2 max pooling after conv 2, 4 and 8 (64 -> 32 -> 16 -> 8), then three
-    fully connected layers (512, 512, n_classes) with BN and dropout 0.5 on the first two.
-    Glorot-normal initialisation."""
-
-    in_channels: int = 2
-    n_classes: int = 12
-    input_size: int = 64
-    widths: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 256, 256)
-    fc_widths: tuple[int, int] = (512, 512)
-    dropout: float = 0.5
-
-    def __post_init__(self):
-        self.widths = tuple(int(w) for w in self.widths)
-        self.fc_widths = tuple(int(w) for w in self.fc_widths)
-        if len(self.widths) != 8:
-            raise ValueError("DeepYeast has exactly eight convolutions")
-        if self.input_size % 8:
-            raise ValueError(f"DeepYeast input size must be a multiple of 8, got {self.input_size}")
-
-
-class DeepYeast(nn.Module):
-    kind = "deepyeast"
-    POOL_AFTER = (1, 3, 7)  # zero-based conv indices followed by 2x2 max pooling
-
-    def __init__(self, config: DeepYeastConfig | None = None):
-        super().__init__()
-        self.config = cfg = config or DeepYeastConfig()
-        layers: list[nn.Module] = []
-        cin = cfg.in_channels
-        for i, w in enumerate(cfg.widths):
-            layers += _conv_bn_relu(cin, w, 3, 1)
-            if i in self.POOL_AFTER:
-                layers.append(nn.MaxPool2d(2))
-            cin = w
-        self.features = nn.Sequential(*layers)
-        side = cfg.input_size // 8
-        f1, f2 = cfg.fc_widths
-        self.fc1 = nn.Sequential(nn.Linear(cin * side * side, f1, bias=False), nn.BatchNorm1d(f1), nn.ReLU(inplace=True))
-        self.fc2 = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(f1, f2, bias=False), nn.BatchNorm1d(f2),
-                                 nn.ReLU(inplace=True))
-        self.out = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(f2, cfg.n_classes))
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_normal_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
-    @property
-    def min_input_size(self) -> int:
-        return self.config.input_size
-
-    def embed(self, x: torch.Tensor, layer: str = "fc1") -> torch.Tensor:
-        """Activations of ``layer`` ('conv8' flattened, 'fc1', 'fc2' or 'logits')."""
-        h = self.features(x).flatten(1)
-        if layer == "conv8":
-            return h
-        h = self.fc1(h)
-        if layer == "fc1":
-            return h
-        h = self.fc2(h)
-        if layer == "fc2":
-            return h
-        if layer == "logits":
-            return self.out(h)
-        raise ValueError(f"unknown layer {layer!r}; choose conv8, fc1, fc2 or logits")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.fc2(self.fc1(self.features(x).flatten(1))))
-
-
-# ------------------------------------------------------------------- construction
-NETWORKS = {"wscnn": (WSCNN, WSCNNConfig), "deepyeast": (DeepYeast, DeepYeastConfig)}
-
-
-def config_to_dict(config) -> dict:
-    return asdict(config)
-
-
-def build_model(kind: str, config: dict | WSCNNConfig | DeepYeastConfig) -> nn.Module:
-    """Build a network from its kind and config (a dataclass or its dict form)."""
-    if kind not in NETWORKS:
-        raise ModelFileError(f"unknown network type {kind!r}; this version knows {sorted(NETWORKS)}")
-    cls, cfg_cls = NETWORKS[kind]
-    if isinstance(config, dict):
-        known = set(cfg_cls.__dataclass_fields__)
-        unknown = set(config) - known
-        if unknown:
-            raise ModelFileError(f"{kind} config has unknown fields {sorted(unknown)}")
-        if kind == "wscnn" and "fc_relu" not in config:
-            config = dict(config, fc_relu=True)  # written before the field: the fc head had the ReLU
-        config = cfg_cls(**config)
-    return cls(config)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-__all__ = ["WSCNN", "WSCNNConfig", "DeepYeast", "DeepYeastConfig", "build_model", "count_parameters",
-           "config_to_dict", "NETWORKS"]
