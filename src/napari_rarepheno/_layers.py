@@ -12,6 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .core.errors import InputError
+from .core.io.images import to_chw
+
 LayerDataTuple = tuple  # (data, kwargs, layer_type)
 
 META_KEY = "rarepheno"
@@ -160,8 +163,6 @@ def image_to_chw(layer, step: Sequence[int] | None = None) -> np.ndarray:
     """The pixel data of an image layer as (C, H, W): RGB(A) -> 3 (4) channels; a 2-D
     image -> 1 channel; a channel-first (C<=8, H, W) stack -> C channels. Other stacks use
     the plane shown in the viewer (``step``)."""
-    from .core.errors import InputError
-    from .core.io.images import to_chw
 
     data = np.asarray(layer.data if not getattr(layer, "multiscale", False) else layer.data[0])
     if getattr(layer, "rgb", False):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._layers import result_meta, safe_name
+from ._layers import result_meta, safe_name, saliency_layer
+from .core.io.images import read_image
 
 MAX_IMAGES = 50
 
@@ -62,7 +63,6 @@ def read_file(path) -> list[tuple]:
     arr = tifffile.imread(p)
     if p.name.endswith("_saliency.tif"):
         src = _stem(p, "_saliency.tif")
-        from ._layers import saliency_layer
 
         return [saliency_layer(arr.astype(np.float32), src)]
     suffix, table, role = (("_mask.tif", "_objects.csv", "objects") if p.name.endswith("_mask.tif")
@@ -90,7 +90,6 @@ def read_file(path) -> list[tuple]:
 def read_folder(path) -> list[tuple]:
     """Images listed in predictions.csv (capped at 50), each with its result files."""
     folder = Path(path)
-    from .core.io.images import read_image
 
     layers: list[tuple] = []
     rows = []

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ._layers import result_meta
+from .core.datasets.mosaic import MosaicConfig, build_mosaics
+from .core.datasets.synthetic import SimConfig, image_rng, render_image
+from .core.io.images import read_png, write_png
 
 
 def cache_dir() -> Path:
@@ -38,7 +41,6 @@ def _boxes_layer(boxes, name: str, color: str) -> tuple:
 
 def wscnn_image(positive: bool, index: int = 7) -> tuple[np.ndarray, list]:
     """One simulated image (uint8, 210x280) and its rare-object boxes (x0, y0, x1, y1)."""
-    from .core.datasets.synthetic import SimConfig, image_rng, render_image
 
     cfg = SimConfig(seed=2024)
     image, boxes = render_image(image_rng(cfg, positive, index), cfg, positive)
@@ -60,7 +62,7 @@ def wscnn_negative() -> list[tuple]:
 
 def yeast_field_arrays(cls: str = "nucleus", seed: int = 3, size: int = 256):
     """(2xHxW uint16 image, HxW labels, class name) of one synthetic yeast field."""
-    from .core.datasets.yeast import YeastConfig, _protein_params, render_field
+    from .core.datasets.yeast import YeastConfig, _protein_params, render_field  # deferred: loads scipy
 
     cfg = YeastConfig(height=size, width=size, n_cells=(18, 26))
     pp = _protein_params(np.random.default_rng([seed, 0]), cls)
@@ -88,8 +90,7 @@ def mitosis_crops_dir() -> Path | None:
 
 def _synthetic_crops(root: Path) -> Path:
     """8-bit RGB crops of synthetic yeast cells: 'inter' (cytoplasm) and 'rare' (nucleolus)."""
-    from .core.cells.crops import extract_crops
-    from .core.io.images import write_png
+    from .core.cells.crops import extract_crops  # deferred: loads scipy
 
     for cls, name, seed in (("cytoplasm", "inter", 11), ("nucleolus", "rare", 12)):
         out = root / name
@@ -110,7 +111,6 @@ def _synthetic_crops(root: Path) -> Path:
 
 def build_mosaic_sample(crops: Path | None = None, out: Path | None = None) -> Path:
     """Build (once) a tiny mosaic data set; returns its folder (``test/positive/*.png`` ...)."""
-    from .core.datasets.mosaic import MosaicConfig, build_mosaics
 
     crops = crops or mitosis_crops_dir()
     kind = "mitosis" if crops is not None else "synthetic"
@@ -131,7 +131,6 @@ def build_mosaic_sample(crops: Path | None = None, out: Path | None = None) -> P
 
 
 def mitosis_mosaic() -> list[tuple]:
-    from .core.io.images import read_png
 
     folder = build_mosaic_sample()
     img_path = sorted((folder / "test" / "positive").glob("*.png"))[0]

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .core.io.images import write_tiff
+
 
 def _tif(path: str) -> Path:
     p = Path(path)
@@ -24,7 +26,6 @@ def _axes(arr: np.ndarray, rgb: bool = False) -> str | None:
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     """Labels as an integer TIFF (uint16 when the labels fit, else uint32)."""
-    from .core.io.images import write_tiff
 
     arr = np.asarray(data)
     if arr.size and (arr.min() < 0):
@@ -36,7 +37,6 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
 
 def write_image(path: str, data: Any, meta: dict) -> list[str]:
     """An image (e.g. a saliency map) as float32 TIFF, values unchanged."""
-    from .core.io.images import write_tiff
 
     arr = np.asarray(data[0] if meta.get("multiscale") else data).astype(np.float32)
     return [str(write_tiff(_tif(path), arr, axes=_axes(arr, bool(meta.get("rgb"))), overwrite=True))]

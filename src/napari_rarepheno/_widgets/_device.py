@@ -17,7 +17,7 @@ from magicgui.widgets import ComboBox
 
 def probe_devices() -> list[str]:
     if "torch" in sys.modules:
-        from ..core.device import available_devices
+        from ..core.device import available_devices  # deferred: loads torch
 
         return available_devices()
     devs = ["auto"]

@@ -9,6 +9,8 @@ import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
+from .._layers import add_or_update, saliency_layer
+
 _INDEX = Qt.UserRole
 
 
@@ -129,7 +131,6 @@ def next_free(path: Path) -> Path:
 def show_image(viewer, name: str, raw: np.ndarray, saliency: np.ndarray | None, probability: float) -> None:
     """Show (C, H, W) pixels as layer ``name`` (RGB for 3-4 channels), replaced in place,
     with its saliency layer on top (removed when there is none)."""
-    from .._layers import add_or_update, saliency_layer
 
     img = raw[0] if raw.shape[0] == 1 else np.moveaxis(raw, 0, -1) if raw.shape[0] in (3, 4) else raw
     if name in viewer.layers and viewer.layers[name].data.shape != img.shape:

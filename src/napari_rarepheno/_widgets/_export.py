@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .._layers import role_of, safe_name
+from ..core.io.images import write_tiff
 
 _SUFFIX = {"saliency": ("_saliency.tif", None), "objects": ("_mask.tif", "_objects.csv"),
            "peaks": (None, "_peaks.csv"), "cells": ("_cells.tif", "_cells.csv")}
@@ -49,7 +50,6 @@ def _plain(v):
 
 def plan_export(layers, folder: Path, tables: dict[str, object] | None = None) -> list[tuple[Path, Callable]]:
     """[(path, write function)] for every result layer in ``layers`` and every extra table."""
-    from ..core.io.images import write_tiff
 
     folder = Path(folder)
     plan: list[tuple[Path, Callable]] = []
@@ -83,7 +83,7 @@ def export_all(parent, layers, folder: Path, tables: dict[str, object] | None = 
                confirm: bool = True) -> list[Path]:
     """Write everything; asks once before replacing existing files. Returns the paths written
     ([] when there was nothing to write or the user declined)."""
-    from . import _paths
+    from . import _paths  # deferred: loads magicgui
 
     plan = plan_export(layers, folder, tables)
     if not plan:
@@ -102,7 +102,7 @@ def export_dialog(parent, viewer, tables: dict[str, object] | None = None,
     """Ask for a folder and export every result layer (of ``roles``) there."""
     from napari.utils.notifications import show_info, show_warning
 
-    from . import _paths
+    from . import _paths  # deferred: loads magicgui
 
     layers = [lay for lay in viewer.layers if role_of(lay) and (roles is None or role_of(lay) in roles)]
     if not layers and not any(t is not None and len(t) for t in (tables or {}).values()):

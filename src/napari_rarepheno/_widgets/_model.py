@@ -51,14 +51,14 @@ class ModelSlot(QObject):
         self.changed.emit()
 
     def set_trained(self, result) -> None:
-        from ..core.io.modelfile import LoadedModel
+        from ..core.io.modelfile import LoadedModel  # deferred: loads torch
 
         self.set(LoadedModel(result.model, result.meta, result.best_path), result.best_path,
                  "stopped early" if result.cancelled else "")
 
     def load(self, path: Path):
         """Load a model file (call in a worker); returns the LoadedModel (set it in the GUI thread)."""
-        from ..core.io.modelfile import load_model
+        from ..core.io.modelfile import load_model  # deferred: loads torch
 
         return load_model(path, expect_kind=self.kind)
 

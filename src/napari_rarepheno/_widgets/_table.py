@@ -144,7 +144,7 @@ class ResultsTable(QWidget):
         return path
 
     def _save_dialog(self):
-        from . import _paths
+        from . import _paths  # deferred: loads magicgui
 
         path = _paths.ask_save_file(self, "Save table as CSV", "CSV (*.csv)", "results.csv")
         if path is not None:

@@ -261,7 +261,7 @@ class TrainPanel(QWidget):
                     path.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(self.model.path, path)
             else:
-                from ..core.io.modelfile import save_model
+                from ..core.io.modelfile import save_model  # deferred: loads torch
 
                 save_model(path, self.model.loaded.model, self.model.loaded.meta)
         except OSError as e:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, LineEdit
 
+from .. import _workers
+from ..core.io.folders import parse_channels
 from ..core.io.images import is_image_file
 from ._train_panel import TrainPanel
 
@@ -47,16 +49,14 @@ class DeepYeastTrainPanel(TrainPanel):
         return describe_class_folder(path)
 
     def options(self) -> dict:
-        from ..core.io.folders import parse_channels
 
         return {"width": WIDTHS[self.width.value], "channels": parse_channels(self.channels.value),
                 "val_split": None if self.val_split.value == "none" else self.val_split.value}
 
     def run_training(self, data, out, cfg, init_from, options, report, cancel):
-        from .. import _workers
-        from ..core.deepyeast.data import DeepYeastOptions
-        from ..core.deepyeast.train import train_deepyeast
-        from ..core.training.trainer import TrainConfig
+        from ..core.deepyeast.data import DeepYeastOptions  # deferred: loads torch
+        from ..core.deepyeast.train import train_deepyeast  # deferred: loads torch
+        from ..core.training.trainer import TrainConfig  # deferred: loads torch
 
         return train_deepyeast(data, out, DeepYeastOptions(**options), TrainConfig(**cfg), callback=report,
                                cancel=cancel, init_from=init_from,

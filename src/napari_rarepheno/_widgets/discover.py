@@ -21,10 +21,12 @@ from ..core.errors import InputError
 from ._dock import Dock
 from ._model import ModelSlot
 from ._paths import PathPicker
+from .discover_gallery import GalleryPanel
+from .discover_review import ReviewPanel
 
 
 def describe_model(path: Path) -> str:
-    from ..core.io.modelfile import read_meta
+    from ..core.io.modelfile import read_meta  # deferred: loads torch
 
     try:
         m = read_meta(path)
@@ -45,7 +47,7 @@ class SharedModel(ModelSlot):
 
     def get(self):
         """The loaded model for the picker's path; call in a worker (imports torch)."""
-        from ..core.io.modelfile import load_model
+        from ..core.io.modelfile import load_model  # deferred: loads torch
 
         path = self.wanted()
         if path is None:
@@ -64,8 +66,6 @@ class DiscoverDock(Dock):
     """Interactive discovery: rank, review, cluster and relabel, then retrain."""
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent=None):  # noqa: F821
-        from .discover_gallery import GalleryPanel
-        from .discover_review import ReviewPanel
 
         super().__init__(napari_viewer, parent)
         self.model_path = PathPicker("model", mode="r", filter="Model files (*.safetensors)", check=describe_model,

@@ -16,6 +16,8 @@ from magicgui.widgets import ComboBox, Container, FloatSlider, Label, LineEdit, 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
+from .._layers import add_or_update, result_meta
+from ..core.discover.clusters import cluster_color
 from ..core.errors import InputError
 from ..core.progress import CancelToken
 from ._device import DevicePicker
@@ -77,7 +79,7 @@ class GalleryPanel(JobPanel, QWidget):
         lay.addStretch()
 
     def config(self):
-        from ..core.discover.gallery import GalleryConfig
+        from ..core.discover.gallery import GalleryConfig  # deferred: loads torch
 
         return GalleryConfig(crop_size=int(self.crop_size.value), max_per_image=int(self.per_image.value),
                              max_crops=int(self.max_crops.value), min_probability=float(self.min_prob.value),
@@ -94,7 +96,7 @@ class GalleryPanel(JobPanel, QWidget):
         shared, cfg, device, cancel = self.model, self.config(), str(self.device.value), CancelToken()
 
         def job(report):
-            from ..core.discover.gallery import build_gallery
+            from ..core.discover.gallery import build_gallery  # deferred: loads torch
 
             lm = shared.get()
             return lm, build_gallery(lm, [folder], cfg, device=device, cancel=cancel,
@@ -108,7 +110,7 @@ class GalleryPanel(JobPanel, QWidget):
         g, k, method = self.gallery, int(self.k.value), str(self.method.value)
 
         def job(report):
-            from ..core.discover.gallery import cluster_gallery
+            from ..core.discover.gallery import cluster_gallery  # deferred: loads torch
 
             return None, cluster_gallery(g, k, method)
 
@@ -133,9 +135,7 @@ class GalleryPanel(JobPanel, QWidget):
     def show_gallery(self, g) -> None:
         from napari.utils.colormaps import DirectLabelColormap
 
-        from .._layers import add_or_update, result_meta
-        from ..core.discover.clusters import cluster_color
-        from ..core.discover.gallery_files import montage
+        from ..core.discover.gallery_files import montage  # deferred: loads torch
 
         img, labels, corners = montage(g)
         self.corners = corners
@@ -196,7 +196,7 @@ class GalleryPanel(JobPanel, QWidget):
         """Write the selected cluster's crops as a new class folder; returns the paths."""
         from napari.utils.notifications import show_info
 
-        from ..core.discover.gallery_files import name_cluster
+        from ..core.discover.gallery_files import name_cluster  # deferred: loads torch
 
         name, out = str(self.class_name.value).strip(), self.crops_out.path
         if self.gallery is None or out is None or not name:

@@ -15,6 +15,8 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, S
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
+from ..core.discover.decisions import apply_decisions, record_decision, undo
+from ..core.discover.retraining import retrain
 from ..core.errors import InputError
 from ..core.progress import CancelToken
 from . import _paths
@@ -99,7 +101,7 @@ class ReviewPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.discover.rank import find_mislabels, rank_images
+            from ..core.discover.rank import find_mislabels, rank_images  # deferred: loads torch
 
             lm = shared.get()
             prog = _workers.count_progress(report, cancel, "scoring")
@@ -156,7 +158,7 @@ class ReviewPanel(JobPanel, QWidget):
         gen, path, shared, device = self._open_gen, self.rows[i]["image"], self.model, str(self.device.value)
 
         def job(report):
-            from ..core.discover.gallery import explain_file
+            from ..core.discover.gallery import explain_file  # deferred: loads torch
 
             lm = shared.get()
             return lm, explain_file(lm, path, device=device)
@@ -195,7 +197,6 @@ class ReviewPanel(JobPanel, QWidget):
 
     def decide(self, decision: str) -> dict | None:
         """Record ``decision`` for the selected row and open the next one."""
-        from ..core.discover.decisions import record_decision
 
         i = self.table.current_index()
         if i is None or not self.rows or "suggested" not in self.rows[i]:
@@ -218,7 +219,6 @@ class ReviewPanel(JobPanel, QWidget):
 
     def apply_dialog(self, *_):
         """Preview the moves, ask, apply; returns the plan (or None)."""
-        from ..core.discover.decisions import apply_decisions
 
         dec, folder = self.decisions_path(), self.folder.path
         if dec is None or not dec.exists():
@@ -247,7 +247,6 @@ class ReviewPanel(JobPanel, QWidget):
         return plan
 
     def undo_last(self, *_):
-        from ..core.discover.decisions import undo
 
         if self.last_undo is None:
             return None
@@ -271,8 +270,7 @@ class ReviewPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.discover.retraining import retrain
-            from ..core.training.trainer import TrainConfig
+            from ..core.training.trainer import TrainConfig  # deferred: loads torch
 
             return retrain(old, root, out, TrainConfig(epochs=epochs, device=device), callback=report, cancel=cancel)
 

@@ -10,6 +10,7 @@ from magicgui.widgets import Container, Label, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
+from ..core.errors import InputError
 from ._dock import Dock
 from ._model import ModelSlot
 from ._paths import PathPicker
@@ -56,7 +57,6 @@ class ModelBar(QWidget):
 
     def load(self, path: Path | None):
         if path is None:
-            from ..core.errors import InputError
 
             _workers.notify_error(InputError("choose a DeepYeast model file first"))
             return None

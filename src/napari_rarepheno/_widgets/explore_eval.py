@@ -7,6 +7,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
 from ..core.errors import InputError
+from ..core.progress import CancelToken
 from ._device import DevicePicker
 from ._jobs import JobPanel
 from ._model import ModelSlot
@@ -55,8 +56,7 @@ class EvaluatePanel(JobPanel, QWidget):
         loaded, folder, device = self.model.loaded, self.folder.path, str(self.device.value)
 
         def job(report):
-            from ..core.deepyeast.evaluate import evaluate_deepyeast
-            from ..core.progress import CancelToken
+            from ..core.deepyeast.evaluate import evaluate_deepyeast  # deferred: loads scipy, torch
 
             return evaluate_deepyeast(loaded, folder, device=device,
                                       progress=_workers.count_progress(report, CancelToken(), "loading crops"))

@@ -10,6 +10,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
+from ..core.deepyeast.baseline import run_transfer
 from ..core.errors import InputError
 from ..core.progress import CancelToken, Progress
 from ._device import DevicePicker
@@ -83,9 +84,8 @@ class FewShotPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.deepyeast.baseline import run_transfer
-            from ..core.deepyeast.classify import model_options
-            from ..core.deepyeast.data import load_crops
+            from ..core.deepyeast.classify import model_options  # deferred: loads torch
+            from ..core.deepyeast.data import load_crops  # deferred: loads torch
 
             opts = model_options(loaded)
             opts.model_classes = None

@@ -15,6 +15,7 @@ from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from .. import _layers, _workers
+from ..core.deepyeast.explore import tsne_2d
 from ..core.errors import InputError
 from ..core.progress import CancelToken, Progress
 from ._device import DevicePicker
@@ -116,10 +117,9 @@ class TSNEPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.cells.crops import extract_crops
-            from ..core.deepyeast.classify import classify_crops, embed_crops, model_options
-            from ..core.deepyeast.data import load_crops
-            from ..core.deepyeast.explore import tsne_2d
+            from ..core.cells.crops import extract_crops  # deferred: loads scipy
+            from ..core.deepyeast.classify import classify_crops, embed_crops, model_options  # deferred: loads torch
+            from ..core.deepyeast.data import load_crops  # deferred: loads torch
 
             names = list(loaded.meta.class_names)
             size = loaded.model.config.input_size

@@ -18,7 +18,9 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import _layers, _workers
 from ..core.errors import InputError
 from ..core.inference.segment import SaliencyConfig
+from ..core.io.images import read_image
 from ..core.progress import CancelToken, Progress
+from ..core.wscnn.predict_files import expand_inputs, predict_wscnn_files
 from . import _export, _paths, wscnn_results
 from ._device import DevicePicker
 from ._jobs import JobPanel
@@ -101,7 +103,6 @@ class WSCNNInferPanel(JobPanel, QWidget):
 
     @staticmethod
     def _describe_folder(path: Path) -> str:
-        from ..core.wscnn.predict_files import expand_inputs
 
         try:
             return f"{len(expand_inputs([path]))} image(s)"
@@ -157,7 +158,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.inference import predict
+            from ..core.inference import predict  # deferred: loads torch
 
             out = []
             for k, (name, chw, geom) in enumerate(inputs):
@@ -184,7 +185,6 @@ class WSCNNInferPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.wscnn.predict_files import predict_wscnn_files
 
             return predict_wscnn_files(loaded, [folder], out, device=device, tile=tile, overwrite=True,
                                        saliency_config=SaliencyConfig(**params), cancel=cancel,
@@ -230,7 +230,6 @@ class WSCNNInferPanel(JobPanel, QWidget):
 
     def open_folder_result(self, row: dict):
         """Show one image of a folder run with its saliency (from the written TIFFs)."""
-        from ..core.io.images import read_image
 
         out = self.folder_csv.parent
         img = read_image(row["image"], as_float=False)

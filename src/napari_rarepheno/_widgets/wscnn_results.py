@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.inference.segment import segment_saliency
+from ..core.io.images import check_finite, select_channels, to_float
 
 #: images up to this many pixels are re-segmented in the GUI thread (a few ms);
 #: bigger ones in a worker, latest request wins
@@ -43,7 +45,6 @@ class Cached:
 
 def prepare_input(chw: np.ndarray, meta, name: str) -> np.ndarray:
     """Layer pixels (C, H, W) -> the float channels the model was trained on."""
-    from ..core.io.images import check_finite, select_channels, to_float
 
     want = int(meta.config.get("in_channels", chw.shape[0]))
     if meta.channels and chw.shape[0] != want:
@@ -58,7 +59,6 @@ def prepare_input(chw: np.ndarray, meta, name: str) -> np.ndarray:
 def segment(c: Cached, cfg, positive_only: bool):
     """``(c, Detections)`` of a cached image; an image called negative gets no objects when
     ``positive_only`` (the paper segments positive images only)."""
-    from ..core.inference.segment import segment_saliency
 
     called_positive = int(np.argmax(c.probabilities)) == c.positive
     sal = c.saliency if called_positive or not positive_only else np.zeros_like(c.saliency)

@@ -5,14 +5,15 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox
 
+from .. import _workers
+from ..core.errors import InputError
+from ..core.io.folders import WSCNN_CLASSES, find_splits
 from ..core.io.images import is_image_file
 from ._train_panel import TrainPanel
 
 
 def describe_wscnn_folder(path: Path) -> str:
     """One line saying what a WSCNN data folder holds (or what is wrong with it)."""
-    from ..core.errors import InputError
-    from ..core.io.folders import WSCNN_CLASSES, find_splits
 
     try:
         splits = find_splits(path)
@@ -66,10 +67,9 @@ class WSCNNTrainPanel(TrainPanel):
                 "conv2_kernel": int(self.kernel.value), "augment": str(self.augment.value)}
 
     def run_training(self, data, out, cfg, init_from, options, report, cancel):
-        from .. import _workers
-        from ..core.training.augment import AugmentConfig
-        from ..core.training.trainer import TrainConfig
-        from ..core.wscnn.train import WSCNNOptions, train_wscnn
+        from ..core.training.augment import AugmentConfig  # deferred: loads torch
+        from ..core.training.trainer import TrainConfig  # deferred: loads torch
+        from ..core.wscnn.train import WSCNNOptions, train_wscnn  # deferred: loads torch
 
         options = dict(options)
         aug = AUGMENT[options.pop("augment")]

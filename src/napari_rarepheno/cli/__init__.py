@@ -9,13 +9,13 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
 from .common import run_safely
 
 _MODULES = ("wscnn", "deepyeast", "discover", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
 
     p = argparse.ArgumentParser(prog="rarepheno", description="Rare-phenotype discovery in microscopy screens "
                                 "(WSCNN, DeepYeast) - the engine behind the napari-rarepheno plugin.")

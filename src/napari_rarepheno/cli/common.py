@@ -7,7 +7,17 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..core.errors import RarephenoError
+from ..core.errors import (
+    Cancelled,
+    InputError,
+    OutputError,
+    RarephenoError,
+    ensure_writable_dir,
+    os_error_message,
+    output_error,
+)
+from ..core.inference.segment import THRESHOLD_MODES, SaliencyConfig
+from ..core.io.atomic import remove_stale_temps
 from ..core.progress import CancelToken, Progress
 
 
@@ -102,7 +112,6 @@ def count_bar(desc: str, quiet: bool = False):
 def write_json(path: str | Path | None, data: dict) -> None:
     """Print ``data`` as JSON and, with ``path``, write it atomically (temp file + rename).
     Callers check ``--overwrite`` before the work (see :func:`refuse_overwrite`)."""
-    from ..core.errors import ensure_writable_dir, output_error
 
     text = json.dumps(data, indent=2, default=float)
     if path:
@@ -121,7 +130,6 @@ def write_json(path: str | Path | None, data: dict) -> None:
 def run_safely(func, args) -> int:
     """Run a sub-command: engine errors and OS errors become one line and exit code 2;
     Ctrl-C (when the command does not turn it into a clean stop itself) exits 130."""
-    from ..core.errors import Cancelled, os_error_message
 
     try:
         return int(func(args) or 0)
@@ -178,7 +186,6 @@ _SEGMENTATION_ARGS = ("sigma", "threshold", "threshold_mode", "min_distance", "m
 def add_segmentation_args(p) -> None:
     """Saliency -> objects settings (``core.segment.SaliencyConfig``), the same knobs as the
     WSCNN dock's sliders, so objects tuned there can be reproduced in batch."""
-    from ..core.inference.segment import THRESHOLD_MODES, SaliencyConfig  # numpy only
 
     d = SaliencyConfig()
     g = p.add_argument_group("object segmentation, WSCNN models (the same settings as the dock's sliders)")
@@ -202,7 +209,6 @@ def segmentation_args_given(args) -> list[str]:
 
 def saliency_config_from_args(args):
     """The SaliencyConfig the segmentation options ask for, checked before any work starts."""
-    from ..core.inference.segment import SaliencyConfig
 
     cfg = SaliencyConfig(**{k: getattr(args, k) for k in _SEGMENTATION_ARGS if getattr(args, k, None) is not None})
     cfg.validate()
@@ -216,15 +222,14 @@ def train_config_from_args(args):
     networks: the numbers (epochs, batch size...), the device and precision, and the
     output (writable; an existing model or run is never replaced without --overwrite,
     and --resume is the way to continue one)."""
-    from ..core.device import resolve_device, resolve_precision
-    from ..core.training.trainer import TrainConfig
+    from ..core.device import resolve_device, resolve_precision  # deferred: loads torch
+    from ..core.training.trainer import TrainConfig  # deferred: loads torch
 
     cfg = TrainConfig(epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size, lr=args.lr,
                       device=args.device, precision=args.precision, seed=args.seed, threads=args.threads,
                       early_stop=args.early_stop)
     cfg.validate()
     if args.threads is not None and args.threads < 1:
-        from ..core.errors import InputError
         raise InputError(f"--threads must be a positive whole number, got {args.threads}")
     resolve_precision(cfg.precision, resolve_device(cfg.device))
     check_train_out(args)
@@ -233,10 +238,8 @@ def train_config_from_args(args):
 
 def check_train_out(args) -> None:
     """Refuse to clobber a previous model or run; say what --resume will do."""
-    from ..core.errors import InputError
-    from ..core.io.atomic import remove_stale_temps
-    from ..core.io.modelfile import check_model_output
-    from ..core.training.trainer import checkpoint_paths
+    from ..core.io.modelfile import check_model_output  # deferred: loads torch
+    from ..core.training.trainer import checkpoint_paths  # deferred: loads torch
 
     if getattr(args, "overwrite", False) and getattr(args, "resume", False):
         raise InputError("choose one: --resume (continue the run) or --overwrite (start again)")
@@ -261,7 +264,6 @@ def check_train_out(args) -> None:
 
 def refuse_overwrite(path: Path, overwrite: bool) -> None:
     """Before the work: refuse an existing output without --overwrite, and an unwritable one."""
-    from ..core.errors import OutputError, ensure_writable_dir
 
     path = Path(path)
     if path.is_dir():

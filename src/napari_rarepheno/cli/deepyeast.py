@@ -8,6 +8,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..core.deepyeast.baseline import run_baseline, run_transfer
+from ..core.deepyeast.explore import explore
+from ..core.errors import InputError
+from ..core.io.folders import parse_channels
+from ..core.io.images import read_image, select_channels, write_tiff
+from ..core.io.tables import write_csv
+from ..core.progress import CancelToken
 from .common import (
     TrainBar,
     add_channel_args,
@@ -29,9 +36,7 @@ def _tokens(text) -> list[str] | None:
 
 def crop_options(args, **overrides):
     """DeepYeastOptions from the crop options of a command (missing options keep their defaults)."""
-    from ..core.deepyeast.data import DeepYeastOptions
-    from ..core.errors import InputError
-    from ..core.io.folders import parse_channels
+    from ..core.deepyeast.data import DeepYeastOptions  # deferred: loads torch
 
     g = lambda k: getattr(args, k, None)  # noqa: E731
     clip = _tokens(g("clip_percentiles"))
@@ -46,7 +51,7 @@ def crop_options(args, **overrides):
 
 
 def cmd_simulate_yeast(args) -> int:
-    from ..core.datasets.yeast import YeastConfig, simulate_yeast
+    from ..core.datasets.yeast import YeastConfig, simulate_yeast  # deferred: loads scipy
 
     cfg = YeastConfig(height=args.size, width=args.size)
     res = simulate_yeast(Path(args.data), n_proteins=args.n_proteins, fields_per_protein=args.fields_per_protein,
@@ -58,9 +63,8 @@ def cmd_simulate_yeast(args) -> int:
 
 
 def cmd_train_deepyeast(args) -> int:
-    from ..core.deepyeast.train import train_deepyeast
-    from ..core.progress import CancelToken
-    from ..core.training.augment import AugmentConfig
+    from ..core.deepyeast.train import train_deepyeast  # deferred: loads torch
+    from ..core.training.augment import AugmentConfig  # deferred: loads torch
 
     split = None if args.val_split == "none" else args.val_split
     opts = crop_options(args)
@@ -78,9 +82,8 @@ def cmd_train_deepyeast(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    from ..core.classic.features import ForestConfig
-    from ..core.deepyeast.baseline import run_baseline
-    from ..core.deepyeast.data import load_crops
+    from ..core.classic.features import ForestConfig  # deferred: loads scipy, skimage
+    from ..core.deepyeast.data import load_crops  # deferred: loads torch
 
     if args.json:  # before the work, not after it
         refuse_overwrite(Path(args.json), args.overwrite)
@@ -97,10 +100,9 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_transfer(args) -> int:
-    from ..core.deepyeast.baseline import run_transfer
-    from ..core.deepyeast.classify import model_options
-    from ..core.deepyeast.data import load_crops
-    from ..core.io.modelfile import as_loaded
+    from ..core.deepyeast.classify import model_options  # deferred: loads torch
+    from ..core.deepyeast.data import load_crops  # deferred: loads torch
+    from ..core.io.modelfile import as_loaded  # deferred: loads torch
 
     if args.json:
         refuse_overwrite(Path(args.json), args.overwrite)
@@ -120,11 +122,7 @@ def cmd_transfer(args) -> int:
 def cmd_cells(args) -> int:
     import numpy as np
 
-    from ..core.cells.crops import cells_from_labels, crops_from_labels, segment_cells
-    from ..core.errors import InputError
-    from ..core.io.folders import parse_channels
-    from ..core.io.images import read_image, select_channels, write_tiff
-    from ..core.io.tables import write_csv
+    from ..core.cells.crops import cells_from_labels, crops_from_labels, segment_cells  # deferred: loads scipy
 
     field = read_image(args.field, as_float=False)
     if not 0 <= args.channel < field.shape[0]:
@@ -153,10 +151,9 @@ def cmd_cells(args) -> int:
 
 
 def cmd_explore(args) -> int:
-    from ..core.deepyeast.classify import model_options
-    from ..core.deepyeast.data import align_labels, load_crops
-    from ..core.deepyeast.explore import explore
-    from ..core.io.modelfile import as_loaded
+    from ..core.deepyeast.classify import model_options  # deferred: loads torch
+    from ..core.deepyeast.data import align_labels, load_crops  # deferred: loads torch
+    from ..core.io.modelfile import as_loaded  # deferred: loads torch
 
     refuse_overwrite(Path(args.out) / "summary.json", args.overwrite)
     lm = as_loaded(args.model, "deepyeast")

@@ -18,6 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+from .. import _sample_data
+from .._widgets.wscnn_results import Cached
+from ..core.datasets.synthetic import SimConfig, simulate
+from ..core.errors import InputError
+from ..core.io.images import read_image
+from ..core.progress import CancelToken
+from ..core.wscnn.predict_files import predict_wscnn_files
+from .common import TrainBar, count_bar, ctrl_c_cancels
+
 #: the demo's simulation: the paper's task (white circles among ellipses) on smaller fields
 #: with fewer, more elongated ellipses, so a CPU learns it in a few minutes
 DEMO_SIM = dict(height=128, width=160, grid=(4, 5), n_objects=(10, 16), rare_fraction=0.2,
@@ -27,7 +36,6 @@ DEMO_SIM = dict(height=128, width=160, grid=(4, 5), n_objects=(10, 16), rare_fra
 def _first_image(folder: Path) -> Path:
     files = sorted(folder.glob("*.png"))
     if not files:
-        from ..core.errors import InputError
 
         raise InputError("no test images were simulated", folder)
     return files[0]
@@ -55,12 +63,9 @@ def _pump(seconds: float) -> None:
 
 
 def cmd_demo(args) -> int:
-    from ..core.datasets.synthetic import SimConfig, simulate
-    from ..core.progress import CancelToken
-    from ..core.training.augment import AugmentConfig
-    from ..core.training.trainer import TrainConfig
-    from ..core.wscnn.train import WSCNNOptions, train_wscnn
-    from .common import TrainBar, count_bar, ctrl_c_cancels
+    from ..core.training.augment import AugmentConfig  # deferred: loads torch
+    from ..core.training.trainer import TrainConfig  # deferred: loads torch
+    from ..core.wscnn.train import WSCNNOptions, train_wscnn  # deferred: loads torch
 
     out = Path(args.out)
     n_per_class = args.n_per_class or (40 if args.quick else 300)
@@ -72,7 +77,7 @@ def cmd_demo(args) -> int:
                  progress=count_bar("simulating", args.quiet))
     model_path = out / "model.safetensors"
     if args.reuse_model and model_path.exists():
-        from ..core.io.modelfile import load_model
+        from ..core.io.modelfile import load_model  # deferred: loads torch
 
         print(f"[demo] reusing {model_path}", file=sys.stderr)
         lm = load_model(model_path, expect_kind="wscnn")
@@ -90,8 +95,7 @@ def cmd_demo(args) -> int:
     pos = _first_image(data / "test" / "positive")
     neg = _first_image(data / "test" / "negative")
     pred_dir = out / "predictions"
-    from ..core.io.modelfile import LoadedModel
-    from ..core.wscnn.predict_files import predict_wscnn_files
+    from ..core.io.modelfile import LoadedModel  # deferred: loads torch
 
     loaded = LoadedModel(model.cpu(), meta, best)
     csv_path = predict_wscnn_files(loaded, [pos, neg], pred_dir, device="cpu", overwrite=True)
@@ -107,11 +111,8 @@ def show(args, loaded, pos: Path, neg: Path, test_dir: Path, pred_dir: Path) -> 
         os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
     import napari
 
-    from .. import _sample_data
-    from .._widgets.wscnn_dock import WSCNNDock
-    from .._widgets.wscnn_results import Cached
-    from ..core.inference.predict import predict_wscnn
-    from ..core.io.images import read_image
+    from .._widgets.wscnn_dock import WSCNNDock  # deferred: loads magicgui, napari, qtpy, superqt
+    from ..core.inference.predict import predict_wscnn  # deferred: loads torch
 
     viewer = napari.Viewer(title="napari-rarepheno demo", show=True)
     viewer.window._qt_window.resize(1600, 1000)

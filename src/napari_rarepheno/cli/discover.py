@@ -4,7 +4,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import count_bar, ctrl_c_cancels, fail
+from ..core.discover.decisions import apply_decisions, plan_rows, undo
+from ..core.discover.retraining import retrain
+from ..core.inference.segment import SaliencyConfig
+from ..core.progress import CancelToken
+from .common import TrainBar, count_bar, ctrl_c_cancels, fail
 
 
 def _print_rows(rows: list[dict], columns: list[str], n: int) -> None:
@@ -24,8 +28,7 @@ def _print_rows(rows: list[dict], columns: list[str], n: int) -> None:
 
 
 def cmd_rank(args) -> int:
-    from ..core.discover.rank import rank_images
-    from ..core.progress import CancelToken
+    from ..core.discover.rank import rank_images  # deferred: loads torch
 
     with ctrl_c_cancels(CancelToken()) as token:
         rows = rank_images(args.model, args.inputs, args.out, score=args.score, target=args.target,
@@ -39,8 +42,7 @@ def cmd_rank(args) -> int:
 
 
 def cmd_mislabels(args) -> int:
-    from ..core.discover.rank import find_mislabels
-    from ..core.progress import CancelToken
+    from ..core.discover.rank import find_mislabels  # deferred: loads torch
 
     with ctrl_c_cancels(CancelToken()) as token:
         rows = find_mislabels(args.model, args.labeled, args.out, top=args.top, batch_size=args.batch_size,
@@ -55,14 +57,12 @@ def cmd_mislabels(args) -> int:
 
 
 def _print_plan(plan) -> None:
-    from ..core.discover.decisions import plan_rows
 
     rows = [dict(r, src=Path(r["src"]).name, dst="/".join(Path(r["dst"]).parts[-2:])) for r in plan_rows(plan)]
     _print_rows(rows, ["status", "src", "dst", "reason"], 10_000)
 
 
 def cmd_apply(args) -> int:
-    from ..core.discover.decisions import apply_decisions
 
     plan = apply_decisions(args.data, args.decisions, dry_run=not args.apply, undo_file=args.undo_file)
     _print_plan(plan)
@@ -75,7 +75,6 @@ def cmd_apply(args) -> int:
 
 
 def cmd_undo(args) -> int:
-    from ..core.discover.decisions import undo
 
     plan = undo(args.undo_file, dry_run=args.dry_run)
     _print_plan(plan)
@@ -84,10 +83,8 @@ def cmd_undo(args) -> int:
 
 
 def cmd_gallery(args) -> int:
-    from ..core.discover.gallery import GalleryConfig, build_gallery
-    from ..core.discover.gallery_files import save_gallery
-    from ..core.inference.segment import SaliencyConfig
-    from ..core.progress import CancelToken
+    from ..core.discover.gallery import GalleryConfig, build_gallery  # deferred: loads torch
+    from ..core.discover.gallery_files import save_gallery  # deferred: loads torch
 
     out = Path(args.out)
     if (out / "gallery.csv").exists() and not args.overwrite:
@@ -107,7 +104,7 @@ def cmd_gallery(args) -> int:
 
 
 def cmd_name_cluster(args) -> int:
-    from ..core.discover.gallery_files import load_gallery, name_cluster
+    from ..core.discover.gallery_files import load_gallery, name_cluster  # deferred: loads torch
 
     written = name_cluster(load_gallery(args.gallery), args.cluster, args.name, args.out)
     print(f"wrote {len(written)} crop(s) to {Path(args.out) / args.name}", file=sys.stderr)
@@ -115,10 +112,7 @@ def cmd_name_cluster(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from ..core.discover.retraining import retrain
-    from ..core.progress import CancelToken
-    from ..core.training.trainer import TrainConfig
-    from .common import TrainBar
+    from ..core.training.trainer import TrainConfig  # deferred: loads torch
 
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed)
     with ctrl_c_cancels(CancelToken()) as token:

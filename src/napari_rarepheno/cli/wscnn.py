@@ -5,6 +5,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..core.datasets.mosaic import MosaicConfig, build_mosaics
+from ..core.datasets.synthetic import SimConfig, simulate
+from ..core.errors import InputError
+from ..core.io.folders import parse_channels
+from ..core.progress import CancelToken
+from ..core.wscnn.predict_files import predict_wscnn_files
 from .common import (
     TrainBar,
     add_channel_args,
@@ -12,12 +18,14 @@ from .common import (
     add_train_args,
     count_bar,
     ctrl_c_cancels,
+    refuse_overwrite,
     saliency_config_from_args,
     segmentation_args_given,
     train_config_from_args,
     train_summary,
     write_json,
 )
+from .deepyeast import crop_options
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -26,7 +34,6 @@ def _range(text: str) -> tuple[int, int]:
 
 
 def cmd_simulate(args) -> int:
-    from ..core.datasets.synthetic import SimConfig, simulate
 
     cfg = SimConfig(n_per_class=args.n_per_class, rare_fraction=args.rare_fraction, seed=args.seed)
     summary = simulate(Path(args.data), cfg, overwrite=args.overwrite)
@@ -35,7 +42,6 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_mosaic(args) -> int:
-    from ..core.datasets.mosaic import MosaicConfig, build_mosaics
 
     gh, _, gw = args.grid.partition("x")
     cfg = MosaicConfig(rare=tuple(args.rare.split(",")), common=tuple(args.common.split(",")),
@@ -47,14 +53,12 @@ def cmd_mosaic(args) -> int:
 
 
 def cmd_train_wscnn(args) -> int:
-    from ..core.io.folders import parse_channels
-    from ..core.progress import CancelToken
-    from ..core.wscnn.train import WSCNNOptions, train_wscnn
+    from ..core.wscnn.train import WSCNNOptions, train_wscnn  # deferred: loads torch
 
     opts = WSCNNOptions(depth=args.depth, head=args.head, conv2_kernel=args.conv2_kernel,
                         channels=parse_channels(args.channels), pool_first=args.pool_first)
     if args.no_augment:
-        from ..core.training.augment import AugmentConfig
+        from ..core.training.augment import AugmentConfig  # deferred: loads torch
         opts.augment = AugmentConfig.none()
     cfg = train_config_from_args(args)
     with ctrl_c_cancels(CancelToken()) as token:
@@ -66,7 +70,6 @@ def cmd_train_wscnn(args) -> int:
 
 
 def _no_segmentation_args(args, command: str) -> None:
-    from ..core.errors import InputError
 
     given = segmentation_args_given(args)
     if given:
@@ -75,15 +78,13 @@ def _no_segmentation_args(args, command: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from ..core.io.folders import parse_channels
-    from ..core.io.modelfile import read_meta
-    from .common import refuse_overwrite
+    from ..core.io.modelfile import read_meta  # deferred: loads torch
 
     meta = read_meta(args.model)
     if args.json:  # before the work, not after it
         refuse_overwrite(Path(args.json), args.overwrite)
     if meta.kind == "wscnn":
-        from ..core.wscnn.evaluate import evaluate_wscnn
+        from ..core.wscnn.evaluate import evaluate_wscnn  # deferred: loads torch
 
         res = evaluate_wscnn(args.model, args.test, device=args.device, progress=count_bar("evaluating", args.quiet),
                              channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args))
@@ -91,8 +92,7 @@ def cmd_evaluate(args) -> int:
             for k in ("probabilities", "images", "labels"):
                 res.pop(k, None)
     else:
-        from ..core.deepyeast.evaluate import evaluate_deepyeast
-        from .deepyeast import crop_options
+        from ..core.deepyeast.evaluate import evaluate_deepyeast  # deferred: loads scipy, torch
 
         _no_segmentation_args(args, "evaluate")
         res = evaluate_deepyeast(args.model, args.test, device=args.device, opts=crop_options(args))
@@ -101,20 +101,17 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from ..core.io.modelfile import read_meta
+    from ..core.io.modelfile import read_meta  # deferred: loads torch
 
     meta = read_meta(args.model)
     if meta.kind == "wscnn":
-        from ..core.io.folders import parse_channels
-        from ..core.wscnn.predict_files import predict_wscnn_files
 
         predict_wscnn_files(args.model, [Path(p) for p in args.inputs], Path(args.out), device=args.device,
                             tile=args.tile, overwrite=args.overwrite, resume=args.resume,
                             saliency_config=saliency_config_from_args(args),
                             channels=parse_channels(args.channels), progress=count_bar("predicting", args.quiet))
     else:
-        from ..core.deepyeast.predict_files import predict_deepyeast_files
-        from .deepyeast import crop_options
+        from ..core.deepyeast.predict_files import predict_deepyeast_files  # deferred: loads scipy, torch
 
         _no_segmentation_args(args, "predict")
         predict_deepyeast_files(args.model, args.inputs, args.out, opts=crop_options(args), device=args.device,
@@ -126,7 +123,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from ..core.io.modelfile import read_meta
+    from ..core.io.modelfile import read_meta  # deferred: loads torch
 
     write_json(None, read_meta(args.model).__dict__)
     return 0

@@ -14,11 +14,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.folders import ImageSet
+from ..metrics import multiclass_metrics
 
 
 def hand_features(data: ImageSet, marker_channel: int = 0, protein_channel: int | None = None):
     """(N, F) hand-made features (intensity, shape, Haralick, Zernike, Gabor...) of a crop set."""
-    from ..classic.features import FeatureConfig, extract_features
+    from ..classic.features import FeatureConfig, extract_features  # deferred: loads scipy, skimage
 
     c = data.n_channels
     prot = protein_channel if protein_channel is not None else (1 if c > 1 else 0)
@@ -34,7 +35,7 @@ def cv_groups(data: ImageSet, folds: int = 3) -> np.ndarray | None:
     """Blocks for group-aware CV (regions / proteins), or None when they do not group cells
     or when some class lives in fewer than ``folds`` blocks (its held-out fold would never
     have been seen in training)."""
-    from .data import split_keys
+    from .data import split_keys  # deferred: loads torch
 
     keys = np.asarray(split_keys(data))
     if not folds <= len(set(keys.tolist())) < len(keys):
@@ -50,10 +51,9 @@ def run_baseline(train: ImageSet, test: ImageSet, *, val: ImageSet | None = None
 
     Hyperparameters are chosen on ``val`` when given (the paper; the forest is fitted on
     ``train`` only), else by CV on ``train`` (by region/protein where the names allow)."""
-    from ..classic.features import ForestConfig, fit_forest
-    from ..metrics import multiclass_metrics
-    from .data import align_labels
-    from .evaluate import group_summary
+    from ..classic.features import ForestConfig, fit_forest  # deferred: loads scipy, skimage
+    from .data import align_labels  # deferred: loads torch
+    from .evaluate import group_summary  # deferred: loads scipy, torch
 
     test = align_labels(test, train.class_names)
     t0 = time.perf_counter()
@@ -84,9 +84,9 @@ def run_transfer(model, train: ImageSet, test: ImageSet, shots: Sequence[int] = 
                  hand: bool = True, marker_channel: int = 0, protein_channel: int | None = None) -> dict:
     """Few-shot accuracy on ``test`` when training a ``head`` on ``shot`` examples per class of
     ``train``, with the network's ``layer`` outputs ('deep') and with hand-made features ('hand')."""
-    from ..classic.features import few_shot_curve
-    from ..io.modelfile import as_loaded
-    from .classify import embed_crops
+    from ..classic.features import few_shot_curve  # deferred: loads scipy, skimage
+    from ..io.modelfile import as_loaded  # deferred: loads torch
+    from .classify import embed_crops  # deferred: loads torch
 
     lm = as_loaded(model, "deepyeast")
     test = _align_new(test, train.class_names)
@@ -108,7 +108,7 @@ def run_transfer(model, train: ImageSet, test: ImageSet, shots: Sequence[int] = 
 
 
 def _align_new(test: ImageSet, class_names: Sequence[str]) -> ImageSet:
-    from .data import align_labels
+    from .data import align_labels  # deferred: loads torch
 
     try:
         return align_labels(test, class_names)

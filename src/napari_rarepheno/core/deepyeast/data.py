@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..datasets.splits import parse_cell_name, random_split, split_by_group, track_regions
 from ..errors import InputError
 from ..io.deeploc_h5 import is_h5, load_deeploc_h5
 from ..io.folders import ImageSet, load_class_folders
@@ -96,7 +97,6 @@ def align_labels(data: ImageSet, class_names: Sequence[str]) -> ImageSet:
 def split_keys(data: ImageSet) -> list[str]:
     """Blocks that must stay on one side of a split: field regions (linked over time) for
     ``P<pos>_T<t>_X<x>_Y<y>`` names, otherwise the groups (protein / well / position)."""
-    from ..datasets.splits import parse_cell_name, track_regions
 
     names = [p.name for p in data.paths]
     if names and all(parse_cell_name(n) for n in names):
@@ -106,7 +106,6 @@ def split_keys(data: ImageSet) -> list[str]:
 
 def holdout(data: ImageSet, how: str, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """(train, val): whole positions/regions/groups (``how='position'``) or cells at random."""
-    from ..datasets.splits import random_split, split_by_group
 
     if not 0 < fraction < 1:
         raise InputError(f"validation fraction must be between 0 and 1, got {fraction}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.tables import write_csv
+from ..metrics import multiclass_metrics
 
 
 def tsne_2d(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -105,10 +106,9 @@ def explore(loaded, data, out_dir: str | Path, layers: Sequence[str] = ("fc1",),
             seed: int = 0, device: str = "auto", progress=None) -> dict:
     """Write confusion.png/.csv, per_class.csv, tsne_<layer>.png/.csv and summary.json for
     ``loaded`` (a DeepYeast model) on ``data`` (an ImageSet aligned to the model's classes)."""
-    from ..io.modelfile import as_loaded
-    from ..metrics import multiclass_metrics
-    from .classify import classify_crops, embed_crops
-    from .evaluate import group_summary
+    from ..io.modelfile import as_loaded  # deferred: loads torch
+    from .classify import classify_crops, embed_crops  # deferred: loads torch
+    from .evaluate import group_summary  # deferred: loads scipy, torch
 
     lm = as_loaded(loaded, "deepyeast")
     out = Path(out_dir)

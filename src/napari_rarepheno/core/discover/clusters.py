@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..deepyeast.explore import tsne_2d
 from ..errors import InputError
 
 CLUSTER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22",
@@ -53,7 +54,6 @@ def embed_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     """(N, 2) t-SNE map of the features (PCA for fewer than 6 crops)."""
     n = len(features)
     if n >= 6:
-        from ..deepyeast.explore import tsne_2d
 
         return tsne_2d(features, seed)
     x = reduce(features, dims=2, seed=seed)

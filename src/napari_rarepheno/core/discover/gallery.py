@@ -25,12 +25,19 @@ from typing import Sequence
 
 import numpy as np
 
+from ..deepyeast.classify import classify_crops, embed_crops
+from ..deepyeast.data import fit_size
+from ..device import resolve_device
 from ..errors import InputError
-from ..inference.segment import SaliencyConfig
+from ..inference.predict import predict_wscnn
+from ..inference.saliency import eval_mode, objective_weights, unit_geometry
+from ..inference.segment import SaliencyConfig, segment_saliency
+from ..inputs.normalize import Normalization
+from ..io.images import read_image
 from ..io.modelfile import as_loaded
 from ..progress import CancelToken
 from .clusters import cluster_features, embed_2d
-from .scoring import batches, folder_files, target_index
+from .scoring import batches, folder_files, probabilities, read_for_model, target_index
 
 
 @dataclass
@@ -99,7 +106,6 @@ def feature_geometry(model) -> tuple[float, int]:
 
     from torch import nn
 
-    from ..inference.saliency import unit_geometry
 
     return unit_geometry(SimpleNamespace(features=model.features, classifier=nn.Identity()))
 
@@ -123,7 +129,6 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
     forward and one backward pass (the saliency of ``core.saliency.maps_and_saliency``)."""
     import torch
 
-    from ..inference.saliency import eval_mode, objective_weights
 
     model = lm.model
     xn = norm.apply_torch(torch.from_numpy(np.ascontiguousarray(x)).to(dev).float()).requires_grad_(True)
@@ -138,8 +143,6 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
 
 
 def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
-    from ..inference.segment import segment_saliency
-    from ..inputs.normalize import Normalization
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "wscnn")
@@ -170,8 +173,6 @@ def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=N
 
 
 def collect_deepyeast(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
-    from ..deepyeast.classify import classify_crops, embed_crops
-    from ..deepyeast.data import fit_size
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "deepyeast")
@@ -202,8 +203,6 @@ def build_gallery(model, inputs: Sequence[str | Path], cfg: GalleryConfig | None
                   cluster: bool = True, progress=None, cancel: CancelToken | None = None) -> Gallery:
     """Crops and embeddings of the salient cells (WSCNN) or of the cells (DeepYeast) of
     ``inputs`` (files or folders), clustered and mapped to 2-D unless ``cluster=False``."""
-    from ..device import resolve_device
-    from ..io.images import read_image
 
     cfg = cfg or GalleryConfig()
     cfg.validate()
@@ -235,19 +234,15 @@ def explain_file(model, path: str | Path, target: str | None = None, device: str
     """One image for review: ``(pixels as read (C, H, W), probabilities, saliency (H, W) or None)``.
     WSCNN images get the target class's gradient saliency (``core.predict.predict_wscnn``,
     tiled when ``tile`` is given); DeepYeast crops none."""
-    from ..io.images import read_image
-    from .scoring import probabilities, read_for_model
 
     lm = as_loaded(model)
     path = Path(path)
     raw = read_image(path, as_float=False)
     if lm.meta.kind != "wscnn":
-        from ..device import resolve_device
 
         dev = resolve_device(device)
         lm.model.to(dev).eval()
         return raw, probabilities(lm, read_for_model(lm, path)[None], dev)[0], None
-    from ..inference.predict import predict_wscnn
 
     t = target_index(lm.meta.class_names, target, "wscnn")
     pred = predict_wscnn(lm, raw, saliency=True, tile=tile, device=device, target=t, path=path)

@@ -9,8 +9,10 @@ from typing import Sequence
 
 import numpy as np
 
+from ..deepyeast.explore import plot_scatter
 from ..errors import InputError
 from ..io.atomic import write_text
+from ..io.images import write_png, write_tiff
 from ..io.tables import write_csv
 from .clusters import cluster_color
 from .gallery import Gallery
@@ -93,8 +95,6 @@ def gallery_rows(g: Gallery) -> list[dict]:
 def save_gallery(g: Gallery, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
     """gallery.csv, gallery.png (montage), scatter.png (2-D map by cluster), crops.npy,
     features.npy and gallery.json in ``out_dir``."""
-    from ..deepyeast.explore import plot_scatter
-    from ..io.images import write_png
 
     out = Path(out_dir)
     if (out / "gallery.csv").exists() and not overwrite:
@@ -150,7 +150,6 @@ def _crop_file_data(crop: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
 
 def save_crops(g: Gallery, indices: Sequence[int], folder: str | Path) -> list[Path]:
     """Write crops ``indices`` into ``folder`` as ``<image>_y<y>_x<x>`` files (never overwriting)."""
-    from ..io.images import write_png, write_tiff
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

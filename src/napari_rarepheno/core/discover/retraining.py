@@ -17,8 +17,8 @@ def retrain(model: str | Path, data_dir: str | Path, out: str | Path, cfg=None, 
             callback: ProgressCallback = None, cancel: CancelToken | None = None):
     """Train a model of the same kind, architecture and channels as ``model`` on ``data_dir``,
     starting from its weights (``fine_tune``) or from scratch; returns the TrainResult."""
-    from ..io.modelfile import read_meta
-    from ..training.trainer import TrainConfig
+    from ..io.modelfile import read_meta  # deferred: loads torch
+    from ..training.trainer import TrainConfig  # deferred: loads torch
 
     meta = read_meta(model)
     cfg = cfg or TrainConfig(epochs=3)
@@ -27,15 +27,15 @@ def retrain(model: str | Path, data_dir: str | Path, out: str | Path, cfg=None, 
     init = model if fine_tune else None
     c = meta.config
     if meta.kind == "wscnn":
-        from ..wscnn.train import WSCNNOptions, train_wscnn
+        from ..wscnn.train import WSCNNOptions, train_wscnn  # deferred: loads torch
 
         opts = WSCNNOptions(depth=c.get("depth", 4), head=c.get("head", "max"), conv2_kernel=c.get("conv2_kernel", 3),
                             channels=meta.channels, pool_first=c.get("pool_first", False))
         return train_wscnn(data_dir, out, opts, cfg, callback=callback, cancel=cancel, init_from=init)
     if meta.kind == "deepyeast":
-        from ..deepyeast.data import DeepYeastOptions
-        from ..deepyeast.train import train_deepyeast
-        from ..nets.deepyeast import DeepYeastConfig
+        from ..deepyeast.data import DeepYeastOptions  # deferred: loads torch
+        from ..deepyeast.train import train_deepyeast  # deferred: loads torch
+        from ..nets.deepyeast import DeepYeastConfig  # deferred: loads torch
 
         width = c.get("widths", DeepYeastConfig().widths)[0] / DeepYeastConfig().widths[0]
         opts = DeepYeastOptions(channels=meta.channels, input_size=c.get("input_size", 64), width=width,

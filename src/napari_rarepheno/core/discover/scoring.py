@@ -14,10 +14,14 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..deepyeast.classify import classify_crops
+from ..device import resolve_device
 from ..errors import InputError
+from ..inference.predict import classify_batch
 from ..io.images import is_image_file, read_image
 from ..io.modelfile import as_loaded
 from ..progress import CancelToken
+from ..wscnn.predict_files import expand_inputs
 
 SCORES = ("probability", "entropy")
 
@@ -69,7 +73,6 @@ def labeled_files(root: str | Path, class_names: Sequence[str]) -> list[LabeledF
 def folder_files(inputs: Sequence[str | Path], class_names: Sequence[str] = ()) -> list[LabeledFile]:
     """Images of files/folders (recursive); the label is the parent folder's name when that
     is a class of the model (so a ranking of a labeled folder shows the labels)."""
-    from ..wscnn.predict_files import expand_inputs
 
     files = expand_inputs([Path(p) for p in inputs])
     return [LabeledFile(f, f.parent.name if f.parent.name in class_names else "") for f in files]
@@ -115,10 +118,8 @@ def batches(lm, files: Iterable[LabeledFile], batch_size: int,
 def probabilities(lm, x: np.ndarray, device) -> np.ndarray:
     """(B, K) class probabilities of one float batch."""
     if lm.meta.kind == "deepyeast":
-        from ..deepyeast.classify import classify_crops
 
         return classify_crops(lm, x, device=str(device), batch_size=len(x))
-    from ..inference.predict import classify_batch
 
     return classify_batch(lm, x, len(x), device)
 
@@ -142,7 +143,6 @@ def score_stream(model, files: Sequence[LabeledFile], *, batch_size: int = 16, d
     """Yield ``(file, probabilities)`` for every file, in order, holding one batch at a time.
     ``tta``: average over flips and rotations (8x the work; steadier scores). Stops early
     (without error) when ``cancel`` is set."""
-    from ..device import resolve_device
 
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")

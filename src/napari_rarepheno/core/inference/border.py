@@ -79,7 +79,7 @@ def decide_border(model, val, norm, device, margin: int, *, batch_size: int = 64
     ``ImageSet``) scored with and without the margin, ``norm`` the model's Normalization."""
     import torch
 
-    from .arrays import evaluate_arrays
+    from .arrays import evaluate_arrays  # deferred: loads torch
 
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     row = {}

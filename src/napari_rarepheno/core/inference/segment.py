@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 THRESHOLD_MODES = ("relative", "absolute", "otsu")
 
 
@@ -35,7 +37,6 @@ class SaliencyConfig:
     peak_fraction: float = 0.4          # per object: keep pixels >= this fraction of its peak
 
     def validate(self) -> None:
-        from ..errors import InputError
 
         if self.threshold_mode not in THRESHOLD_MODES:
             raise InputError(f"threshold mode must be one of {', '.join(THRESHOLD_MODES)}, "

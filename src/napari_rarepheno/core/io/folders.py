@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from .images import IMAGE_SUFFIXES, check_fits_in_memory, is_constant, is_image_file, read_image
+from .images import IMAGE_SUFFIXES, check_fits_in_memory, is_constant, is_image_file, read_image, select_channels
 
 SPLITS = ("train", "val", "test")
 WSCNN_CLASSES = ("negative", "positive")
@@ -147,7 +147,6 @@ def _read_entry(entry, channels, min_size) -> np.ndarray:
                                  f"in {entry[0].name}", p)
         img = np.concatenate(planes, 0)
         if channels is not None:
-            from .images import select_channels
             img = select_channels(img, channels, entry[0])
         return img
     return read_image(entry, channels, min_size=min_size, warn_constant=False)

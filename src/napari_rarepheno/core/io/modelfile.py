@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelFileError, OutputError, ensure_writable_dir
+from ..nets.registry import NETWORKS, build_model
 from .atomic import atomic_path
 
 FORMAT = "napari-rarepheno"
@@ -66,7 +67,6 @@ class ModelMeta:
         if not isinstance(d["kind"], str) or not isinstance(d["config"], dict) \
                 or not isinstance(d["class_names"], list) or not d["class_names"]:
             raise ModelFileError("its metadata is malformed (kind, config or class_names of the wrong type)", path)
-        from ..nets.registry import NETWORKS
 
         if d["kind"] not in NETWORKS:
             raise ModelFileError(f"it holds a network of unknown type {d['kind']!r} (this version knows "
@@ -208,7 +208,6 @@ def save_model(path: str | Path, model: nn.Module, meta: ModelMeta) -> Path:
 
 def load_model(path: str | Path, expect_kind: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the network from the metadata and load the weights, checking every shape."""
-    from ..nets.registry import build_model
 
     path = Path(path)
     tensors, doc = read_tensors(path)

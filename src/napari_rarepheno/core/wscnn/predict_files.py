@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import Cancelled, InputError, OutputError, ensure_writable_dir
+from ..inference.segment import SaliencyConfig, segment_saliency
 from ..io.images import IMAGE_SUFFIXES, available_memory, is_constant, is_image_file, read_image, write_tiff
 from ..io.tables import write_csv
 from ..progress import CancelToken
@@ -176,10 +177,9 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
 
     ``channels`` selects channels of the files (``--channels``); by default the model's
     stored selection is applied when a file has more channels than the model."""
-    from ..device import resolve_device
-    from ..inference.predict import predict_wscnn
-    from ..inference.segment import SaliencyConfig, segment_saliency
-    from ..io.modelfile import as_loaded
+    from ..device import resolve_device  # deferred: loads torch
+    from ..inference.predict import predict_wscnn  # deferred: loads torch
+    from ..io.modelfile import as_loaded  # deferred: loads torch
 
     if overwrite and resume:
         raise InputError("choose one: --resume (continue the run in the output folder) or --overwrite "

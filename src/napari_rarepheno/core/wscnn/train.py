@@ -10,15 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device import resolve_device, resolve_precision
 from ..errors import InputError
+from ..inference.border import border_decision, border_margin, pad_border
 from ..inputs.normalize import Normalization
+from ..io.atomic import remove_stale_temps
 from ..io.folders import ImageSet, find_splits, load_wscnn_split
-from ..io.modelfile import LoadedModel, ModelMeta, load_model
+from ..io.modelfile import LoadedModel, ModelMeta, check_model_output, load_model, save_model
 from ..nets.registry import config_to_dict
 from ..nets.wscnn import WSCNN, WSCNNConfig
 from ..progress import CancelToken, ProgressCallback
 from ..training.augment import AugmentConfig
-from ..training.trainer import TrainConfig, Trainer, TrainResult
+from ..training.trainer import TrainConfig, Trainer, TrainResult, checkpoint_paths
 
 
 @dataclass
@@ -100,9 +103,6 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     """Train a WSCNN on ``DATA/train`` (validating on ``DATA/val``) and write ``out``.
 
     ``init_from`` continues training from an existing model file (fine-tuning)."""
-    from ..device import resolve_device, resolve_precision
-    from ..io.atomic import remove_stale_temps
-    from ..io.modelfile import check_model_output
 
     opts = opts or WSCNNOptions()
     cfg = cfg or TrainConfig()
@@ -111,7 +111,6 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     # only show after the data set is loaded (or, for --out, after the first epoch)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
     if out:
-        from ..training.trainer import checkpoint_paths
 
         check_model_output(out)
         remove_stale_temps(*checkpoint_paths(Path(out)))  # left by a killed run; the real files are intact
@@ -134,7 +133,6 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     if val is not None and len(val):
         # the max head is validated with and without the border margin prediction can add;
         # the better one picks the best checkpoint and is recorded for prediction
-        from ..inference.border import border_decision, border_margin, pad_border
 
         margin = border_margin(LoadedModel(model, meta), recorded=False)
         if margin:
@@ -143,7 +141,6 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
                       callback=callback, cancel=cancel)
     res = trainer.fit(train, val, resume=resume, val_variants=variants)
     if margin and res.best_epoch > 0:
-        from ..io.modelfile import save_model
 
         best = next(r for r in res.history if r["epoch"] == res.best_epoch)
         if "val_loss_border" in best:  # not when the best epoch came from a run started before this check
