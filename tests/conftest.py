@@ -62,7 +62,11 @@ def yeast_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def positive_image() -> np.ndarray:
     """One tiny simulated positive image (uint8 HxW), not part of :func:`wscnn_data`."""
-    from napari_rarepheno.core.datasets.synthetic import SimConfig, image_rng, render_image
+    from napari_rarepheno.core.datasets.synthetic import (
+        SimConfig,
+        image_rng,
+        render_image,
+    )
 
     cfg = SimConfig(seed=105, **TINY_SIM)
     return render_image(image_rng(cfg, True, 3), cfg, True)[0]

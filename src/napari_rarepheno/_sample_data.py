@@ -62,7 +62,11 @@ def wscnn_negative() -> list[tuple]:
 
 def yeast_field_arrays(cls: str = "nucleus", seed: int = 3, size: int = 256):
     """(2xHxW uint16 image, HxW labels, class name) of one synthetic yeast field."""
-    from .core.datasets.yeast import YeastConfig, _protein_params, render_field  # deferred: loads scipy
+    from .core.datasets.yeast import (  # deferred: loads scipy
+        YeastConfig,
+        _protein_params,
+        render_field,
+    )
 
     cfg = YeastConfig(height=size, width=size, n_cells=(18, 26))
     pp = _protein_params(np.random.default_rng([seed, 0]), cls)

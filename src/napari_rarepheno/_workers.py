@@ -26,6 +26,7 @@ import os
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 from qtpy.QtCore import QEvent, QObject
@@ -33,7 +34,7 @@ from qtpy.QtWidgets import QMainWindow
 from superqt.utils import GeneratorWorker
 
 from .core.errors import Cancelled, RarephenoError
-from .core.progress import CancelToken, Progress
+from .core.progress import CancelToken, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +180,12 @@ def notify_error(exc: BaseException, context: str = "") -> str:
     return msg
 
 
-def count_progress(report: Report, cancel: CancelToken, message: str = "") -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback for engine loops, that also honours Stop."""
-    def progress(done: int, total: int) -> None:
+def count_progress(report: Report, cancel: CancelToken, message: str = "") -> ProgressCallback:
+    """An engine progress callback that forwards item reports to the dock (labelled with
+    ``message``) and honours Stop between items."""
+    def progress(p: Progress) -> None:
         cancel.raise_if_cancelled()
-        report(Progress(stage="item", batch=int(done), n_batches=int(total), message=message))
+        report(replace(p, message=message or p.message))
     return progress
 
 

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from napari_rarepheno.core.deepyeast.aggregate import aggregate, group_accuracy, is_mixture, posterior_table
+from napari_rarepheno.core.deepyeast.aggregate import (
+    aggregate,
+    group_accuracy,
+    is_mixture,
+    posterior_table,
+)
 from napari_rarepheno.core.errors import InputError
 
 NAMES = ["nucleus", "cytoplasm", "vacuole"]

@@ -3,7 +3,11 @@ import math
 
 import torch
 
-from napari_rarepheno.core.training.augment import AugmentConfig, augment_batch, sample_affine
+from napari_rarepheno.core.training.augment import (
+    AugmentConfig,
+    augment_batch,
+    sample_affine,
+)
 
 
 def test_identity_when_disabled():

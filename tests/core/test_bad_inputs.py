@@ -43,7 +43,13 @@ from napari_rarepheno.core.errors import InputError, OutputError
 from napari_rarepheno.core.io import images as imageio
 from napari_rarepheno.core.io.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
 from napari_rarepheno.core.io.folders import load_class_folders, load_wscnn_split
-from napari_rarepheno.core.io.modelfile import ModelMeta, load_model, read_tensors, save_model, write_tensors
+from napari_rarepheno.core.io.modelfile import (
+    ModelMeta,
+    load_model,
+    read_tensors,
+    save_model,
+    write_tensors,
+)
 from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
 from napari_rarepheno.core.nets.registry import config_to_dict
 from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig

@@ -165,7 +165,11 @@ def test_lazy_border_matches_pad_border():
     """The lazily read margin is predict_wscnn's: pad_border of the float image (the fill is
     each channel's median), read window by window; for big images the median comes from
     every k-th row."""
-    from napari_rarepheno.core.inference.border import CroppedRows, LazyBorder, pad_border
+    from napari_rarepheno.core.inference.border import (
+        CroppedRows,
+        LazyBorder,
+        pad_border,
+    )
     from napari_rarepheno.core.inference.tiling import LazyImage
 
     rng = np.random.default_rng(0)

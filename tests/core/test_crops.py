@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from napari_rarepheno.core.cells.crops import cells_from_labels, crops_from_labels, extract_crops, segment_cells
+from napari_rarepheno.core.cells.crops import crops_from_labels, extract_crops
+from napari_rarepheno.core.cells.segment import cells_from_labels, segment_cells
 from napari_rarepheno.core.errors import InputError
 
 # two pairs of touching (overlapping) disks, isolated ones, one near the border

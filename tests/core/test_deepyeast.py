@@ -8,7 +8,13 @@ import torch
 
 from napari_rarepheno.core.datasets.yeast import YeastConfig, simulate_yeast
 from napari_rarepheno.core.deepyeast.classify import classify_crops, embed_crops
-from napari_rarepheno.core.deepyeast.data import DeepYeastOptions, fit_size, holdout, load_crops, scale_crops
+from napari_rarepheno.core.deepyeast.data import (
+    DeepYeastOptions,
+    fit_size,
+    holdout,
+    load_crops,
+    scale_crops,
+)
 from napari_rarepheno.core.deepyeast.evaluate import evaluate_deepyeast
 from napari_rarepheno.core.deepyeast.fields import classify_field
 from napari_rarepheno.core.deepyeast.train import train_deepyeast

@@ -9,10 +9,29 @@ import numpy as np
 import pytest
 
 from napari_rarepheno.core.discover import scoring
-from napari_rarepheno.core.discover.decisions import apply_decisions, read_decisions, record_decision, undo
-from napari_rarepheno.core.discover.gallery import GalleryConfig, build_gallery, crop_at, pool_around
-from napari_rarepheno.core.discover.gallery_files import load_gallery, name_cluster, save_gallery
-from napari_rarepheno.core.discover.rank import find_mislabels, precision_recall_at, rank_images, read_ranking
+from napari_rarepheno.core.discover.decisions import (
+    apply_decisions,
+    read_decisions,
+    record_decision,
+    undo,
+)
+from napari_rarepheno.core.discover.gallery import (
+    GalleryConfig,
+    build_gallery,
+    crop_at,
+    pool_around,
+)
+from napari_rarepheno.core.discover.gallery_files import (
+    load_gallery,
+    name_cluster,
+    save_gallery,
+)
+from napari_rarepheno.core.discover.rank import (
+    find_mislabels,
+    precision_recall_at,
+    rank_images,
+    read_ranking,
+)
 from napari_rarepheno.core.discover.retraining import retrain
 from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.io.images import read_image
@@ -47,7 +66,7 @@ def test_rank_stops_and_resumes(wscnn_model, wscnn_data, tmp_path):
     token = CancelToken()
     out = tmp_path / "r.csv"
     part = rank_images(wscnn_model, [wscnn_data / "test"], out, batch_size=3, device="cpu", cancel=token,
-                       progress=lambda done, total: token.cancel())
+                       callback=lambda p: token.cancel())
     assert len(part) == 3 and (tmp_path / "r.partial.csv").exists()
     full = rank_images(wscnn_model, [wscnn_data / "test"], out, batch_size=3, device="cpu", resume=True)
     ref = rank_images(wscnn_model, [wscnn_data / "test"], None, batch_size=5, device="cpu")

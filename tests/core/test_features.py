@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 from skimage.transform import rotate
 
-from napari_rarepheno.core.classic.features import (
-    FeatureConfig,
+from napari_rarepheno.core.classic.classifiers import (
     ForestConfig,
-    extract_features,
     few_shot_curve,
     fit_forest,
     fit_linear,
 )
+from napari_rarepheno.core.classic.features import FeatureConfig, extract_features
 from napari_rarepheno.core.errors import InputError
 
 MITOSIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"

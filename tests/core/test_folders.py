@@ -5,7 +5,12 @@ import tifffile
 from PIL import Image
 
 from napari_rarepheno.core.errors import InputError
-from napari_rarepheno.core.io.folders import find_splits, load_class_folders, load_wscnn_split, parse_channels
+from napari_rarepheno.core.io.folders import (
+    find_splits,
+    load_class_folders,
+    load_wscnn_split,
+    parse_channels,
+)
 from napari_rarepheno.core.io.images import read_image
 
 

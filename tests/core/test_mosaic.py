@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.datasets.mosaic import MosaicConfig, build_mosaics, crop_split_table
+from napari_rarepheno.core.datasets.mosaic import (
+    MosaicConfig,
+    build_mosaics,
+    crop_split_table,
+)
 from napari_rarepheno.core.datasets.splits import track_regions
 from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.io.boxes import COLUMNS, read_objects

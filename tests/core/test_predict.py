@@ -6,10 +6,28 @@ import pytest
 import torch
 
 from napari_rarepheno.core.errors import Cancelled, InputError
-from napari_rarepheno.core.inference.border import border_margin, crop_border, pad_border
-from napari_rarepheno.core.inference.predict import classify_batch, predict_wscnn, saliency_batch
-from napari_rarepheno.core.inference.tiling import default_overlap, min_overlap, owned_units, plan_tiles
-from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta, load_model, save_model
+from napari_rarepheno.core.inference.border import (
+    border_margin,
+    crop_border,
+    pad_border,
+)
+from napari_rarepheno.core.inference.predict import (
+    classify_batch,
+    predict_wscnn,
+    saliency_batch,
+)
+from napari_rarepheno.core.inference.tiling import (
+    default_overlap,
+    min_overlap,
+    owned_units,
+    plan_tiles,
+)
+from napari_rarepheno.core.io.modelfile import (
+    LoadedModel,
+    ModelMeta,
+    load_model,
+    save_model,
+)
 from napari_rarepheno.core.nets.registry import config_to_dict
 from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 from napari_rarepheno.core.progress import CancelToken

@@ -5,7 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_rarepheno.core.classic.quality import NEGATIVE_KINDS, QualityConfig, QualityFilter, make_negative_crops
+from napari_rarepheno.core.classic.quality import (
+    NEGATIVE_KINDS,
+    QualityConfig,
+    QualityFilter,
+    make_negative_crops,
+)
 from napari_rarepheno.core.errors import InputError
 
 MITOSIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"

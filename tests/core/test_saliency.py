@@ -206,7 +206,10 @@ def test_trimming_a_plain_segmentation_equals_segmenting_with_the_fraction():
     """The benchmark's sweep segments once per threshold and trims for each fraction; that
     must give exactly what segment_saliency gives with the fraction set, and leave the
     untrimmed detections as they were."""
-    from napari_rarepheno.core.inference.segment import smooth_saliency, trim_to_peak_fraction
+    from napari_rarepheno.core.inference.segment import (
+        smooth_saliency,
+        trim_to_peak_fraction,
+    )
 
     rng = np.random.default_rng(3)
     s = blobs([(20, 20), (22, 52), (60, 40), (75, 80)], amps=[1.0, 0.5, 0.3, 0.8], sigma=5.0)

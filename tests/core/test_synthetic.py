@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from skimage.measure import label, regionprops
 
-from napari_rarepheno.core.datasets.synthetic import SimConfig, image_rng, render_image, simulate
+from napari_rarepheno.core.datasets.synthetic import (
+    SimConfig,
+    image_rng,
+    render_image,
+    simulate,
+)
 from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.io.boxes import read_objects
 from napari_rarepheno.core.io.images import read_png
@@ -122,7 +127,7 @@ def test_simulate_is_deterministic_and_guards_output(tmp_path):
         simulate(tmp_path / "a", cfg)
     calls = []
     simulate(tmp_path / "a", SimConfig(n_per_class=3, seed=9), overwrite=True,
-             progress=lambda d, t: calls.append((d, t)))
+             callback=lambda p: calls.append((p.batch, p.n_batches)))
     assert calls[-1] == (6, 6)
     assert read_png(tmp_path / "a/train/positive/img_00000.png").tobytes() != \
         read_png(tmp_path / "b/train/positive/img_00000.png").tobytes()

@@ -15,7 +15,12 @@ from napari_rarepheno.core.nets.registry import config_to_dict
 from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 from napari_rarepheno.core.progress import CancelToken
 from napari_rarepheno.core.training.augment import AugmentConfig
-from napari_rarepheno.core.training.trainer import TrainConfig, Trainer, _seed_for, checkpoint_paths
+from napari_rarepheno.core.training.trainer import (
+    TrainConfig,
+    Trainer,
+    _seed_for,
+    checkpoint_paths,
+)
 
 
 def blob_set(n=32, size=64, seed=0):

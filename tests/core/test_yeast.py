@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_rarepheno.core.datasets.yeast import YEAST_CLASSES, YeastConfig, simulate_yeast
+from napari_rarepheno.core.datasets.yeast import (
+    YEAST_CLASSES,
+    YeastConfig,
+    simulate_yeast,
+)
 from napari_rarepheno.core.errors import InputError
 
 SMALL = YeastConfig(height=256, width=256, n_cells=(14, 22))

@@ -11,7 +11,14 @@ import shutil
 import time
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers

@@ -138,7 +138,9 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         loaded, device, n = self.model.loaded, str(self.device.value), field.shape[0]
 
         def job(report):
-            from ..core.deepyeast.fields import classify_field  # deferred: loads scipy, torch
+            from ..core.deepyeast.fields import (
+                classify_field,  # deferred: loads scipy, torch
+            )
 
             report(Progress(stage="item", batch=0, n_batches=1, message="segmenting and classifying"))
             return classify_field(loaded, field, labels=labels, segment_channel=0, channels=list(range(n)),

@@ -60,4 +60,4 @@ class DeepYeastTrainPanel(TrainPanel):
 
         return train_deepyeast(data, out, DeepYeastOptions(**options), TrainConfig(**cfg), callback=report,
                                cancel=cancel, init_from=init_from,
-                               load_progress=_workers.count_progress(report, cancel, "loading crops"))
+                               load_callback=_workers.count_progress(report, cancel, "loading crops"))

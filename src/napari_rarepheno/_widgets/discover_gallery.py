@@ -12,7 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSlider, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSlider,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
@@ -100,7 +108,7 @@ class GalleryPanel(JobPanel, QWidget):
 
             lm = shared.get()
             return lm, build_gallery(lm, [folder], cfg, device=device, cancel=cancel,
-                                     progress=_workers.count_progress(report, cancel, "images"))
+                                     callback=_workers.count_progress(report, cancel, "images"))
 
         return self._start(job, self._on_built, f"gallery of {folder.name}", cancel)
 

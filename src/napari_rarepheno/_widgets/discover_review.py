@@ -101,14 +101,17 @@ class ReviewPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-            from ..core.discover.rank import find_mislabels, rank_images  # deferred: loads torch
+            from ..core.discover.rank import (  # deferred: loads torch
+                find_mislabels,
+                rank_images,
+            )
 
             lm = shared.get()
             prog = _workers.count_progress(report, cancel, "scoring")
             if mode == MODES[0]:
-                rows = find_mislabels(lm, folder, top=top, device=device, tta=tta, progress=prog, cancel=cancel)
+                rows = find_mislabels(lm, folder, top=top, device=device, tta=tta, callback=prog, cancel=cancel)
             else:
-                rows = rank_images(lm, [folder], score=score, device=device, tta=tta, progress=prog, cancel=cancel)
+                rows = rank_images(lm, [folder], score=score, device=device, tta=tta, callback=prog, cancel=cancel)
             return lm, rows
 
         return self._start(job, self._on_ranked, f"{mode} in {folder.name}", cancel)

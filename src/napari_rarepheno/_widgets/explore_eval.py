@@ -56,10 +56,12 @@ class EvaluatePanel(JobPanel, QWidget):
         loaded, folder, device = self.model.loaded, self.folder.path, str(self.device.value)
 
         def job(report):
-            from ..core.deepyeast.evaluate import evaluate_deepyeast  # deferred: loads scipy, torch
+            from ..core.deepyeast.evaluate import (
+                evaluate_deepyeast,  # deferred: loads scipy, torch
+            )
 
             return evaluate_deepyeast(loaded, folder, device=device,
-                                      progress=_workers.count_progress(report, CancelToken(), "loading crops"))
+                                      callback=_workers.count_progress(report, CancelToken(), "loading crops"))
 
         return self._start(job, self.show, "evaluating")
 

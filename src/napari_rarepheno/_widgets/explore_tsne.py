@@ -118,7 +118,11 @@ class TSNEPanel(JobPanel, QWidget):
 
         def job(report):
             from ..core.cells.crops import extract_crops  # deferred: loads scipy
-            from ..core.deepyeast.classify import classify_crops, embed_crops, model_options  # deferred: loads torch
+            from ..core.deepyeast.classify import (  # deferred: loads torch
+                classify_crops,
+                embed_crops,
+                model_options,
+            )
             from ..core.deepyeast.data import load_crops  # deferred: loads torch
 
             names = list(loaded.meta.class_names)
@@ -128,7 +132,7 @@ class TSNEPanel(JobPanel, QWidget):
                 labels, ids = list(spec["classes"]), list(spec["ids"])
             else:
                 data = load_crops(spec["folder"], model_options(loaded),
-                                  progress=_workers.count_progress(report, cancel, "loading crops"))
+                                  callback=_workers.count_progress(report, cancel, "loading crops"))
                 crops, ids = data.images, [data.relpath(i) for i in range(len(data))]
                 labels = [data.class_names[k] for k in data.labels]
             rng = np.random.default_rng(0)

@@ -11,16 +11,25 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSlider, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSlider,
+    Label,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _layers, _workers
 from ..core.errors import InputError
 from ..core.inference.segment import SaliencyConfig
+from ..core.io.files import expand_inputs
 from ..core.io.images import read_image
 from ..core.progress import CancelToken, Progress
-from ..core.wscnn.predict_files import expand_inputs, predict_wscnn_files
+from ..core.wscnn.predict_files import predict_wscnn_files
 from . import _export, _paths, wscnn_results
 from ._device import DevicePicker
 from ._jobs import JobPanel
@@ -188,7 +197,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
 
             return predict_wscnn_files(loaded, [folder], out, device=device, tile=tile, overwrite=True,
                                        saliency_config=SaliencyConfig(**params), cancel=cancel,
-                                       progress=_workers.count_progress(report, cancel, "predicting"))
+                                       callback=_workers.count_progress(report, cancel, "predicting"))
 
         return self._start(job, self._on_folder_done, "WSCNN on a folder", cancel)
 

@@ -69,11 +69,14 @@ class WSCNNTrainPanel(TrainPanel):
     def run_training(self, data, out, cfg, init_from, options, report, cancel):
         from ..core.training.augment import AugmentConfig  # deferred: loads torch
         from ..core.training.trainer import TrainConfig  # deferred: loads torch
-        from ..core.wscnn.train import WSCNNOptions, train_wscnn  # deferred: loads torch
+        from ..core.wscnn.train import (  # deferred: loads torch
+            WSCNNOptions,
+            train_wscnn,
+        )
 
         options = dict(options)
         aug = AUGMENT[options.pop("augment")]
         opts = WSCNNOptions(**options, augment=getattr(AugmentConfig, aug)() if isinstance(aug, str)
                             else AugmentConfig(**aug))
         return train_wscnn(data, out, opts, TrainConfig(**cfg), callback=report, cancel=cancel, init_from=init_from,
-                           load_progress=_workers.count_progress(report, cancel, "loading images"))
+                           load_callback=_workers.count_progress(report, cancel, "loading images"))

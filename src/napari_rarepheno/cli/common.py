@@ -14,10 +14,9 @@ from ..core.errors import (
     RarephenoError,
     ensure_writable_dir,
     os_error_message,
-    output_error,
 )
 from ..core.inference.segment import THRESHOLD_MODES, SaliencyConfig
-from ..core.io.atomic import remove_stale_temps
+from ..core.io.atomic import remove_stale_temps, write_text
 from ..core.progress import CancelToken, Progress
 
 
@@ -92,12 +91,13 @@ def train_summary(res) -> str:
 
 
 def count_bar(desc: str, quiet: bool = False):
-    """A ``progress(done, total)`` callable backed by tqdm."""
+    """A :data:`~..core.progress.ProgressCallback` for item reports, drawn as a tqdm bar."""
     state = {}
 
-    def progress(done: int, total: int) -> None:
-        if quiet:
+    def progress(p) -> None:
+        if quiet or p.stage != "item":
             return
+        done, total = p.batch, p.n_batches
         from tqdm import tqdm
 
         if "bar" not in state:
@@ -117,13 +117,7 @@ def write_json(path: str | Path | None, data: dict) -> None:
     if path:
         path = Path(path)
         ensure_writable_dir(path.parent)
-        tmp = path.with_name("." + path.name + ".tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise output_error(e, path, "could not write the JSON file") from None
+        write_text(path, text, "the JSON file")
     print(text)
 
 

@@ -51,12 +51,15 @@ def crop_options(args, **overrides):
 
 
 def cmd_simulate_yeast(args) -> int:
-    from ..core.datasets.yeast import YeastConfig, simulate_yeast  # deferred: loads scipy
+    from ..core.datasets.yeast import (  # deferred: loads scipy
+        YeastConfig,
+        simulate_yeast,
+    )
 
     cfg = YeastConfig(height=args.size, width=args.size)
     res = simulate_yeast(Path(args.data), n_proteins=args.n_proteins, fields_per_protein=args.fields_per_protein,
                          seed=args.seed, cfg=cfg, overwrite=args.overwrite,
-                         progress=count_bar("fields", args.quiet))
+                         callback=count_bar("fields", args.quiet))
     print(f"wrote {args.data}: {res['n_fields']} field(s), {res['n_cells']} cells of {len(res['proteins'])} "
           f"protein(s) -> {args.data}/crops/<class>/, {args.data}/fields/")
     return 0
@@ -76,13 +79,15 @@ def cmd_train_deepyeast(args) -> int:
     with ctrl_c_cancels(CancelToken()) as token:
         res = train_deepyeast(args.train, args.out, opts, cfg, val_dir=args.val, callback=TrainBar(args.quiet),
                               cancel=token, resume=args.resume, init_from=args.init_from,
-                              load_progress=count_bar("loading crops", args.quiet))
+                              load_callback=count_bar("loading crops", args.quiet))
     print(train_summary(res))
     return 130 if res.cancelled else 0
 
 
 def cmd_baseline(args) -> int:
-    from ..core.classic.features import ForestConfig  # deferred: loads scipy, skimage
+    from ..core.classic.classifiers import (
+        ForestConfig,  # deferred: loads scipy, skimage
+    )
     from ..core.deepyeast.data import load_crops  # deferred: loads torch
 
     if args.json:  # before the work, not after it
@@ -122,7 +127,11 @@ def cmd_transfer(args) -> int:
 def cmd_cells(args) -> int:
     import numpy as np
 
-    from ..core.cells.crops import cells_from_labels, crops_from_labels, segment_cells  # deferred: loads scipy
+    from ..core.cells.crops import crops_from_labels  # deferred: loads scipy
+    from ..core.cells.segment import (  # deferred: loads scipy
+        cells_from_labels,
+        segment_cells,
+    )
 
     field = read_image(args.field, as_float=False)
     if not 0 <= args.channel < field.shape[0]:

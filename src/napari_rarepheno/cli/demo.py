@@ -74,7 +74,7 @@ def cmd_demo(args) -> int:
     if not (data / "simulation.json").exists():
         print(f"[demo] simulating {n_per_class} images per class into {data}", file=sys.stderr)
         simulate(data, SimConfig(n_per_class=n_per_class, seed=args.seed, **DEMO_SIM), overwrite=True,
-                 progress=count_bar("simulating", args.quiet))
+                 callback=count_bar("simulating", args.quiet))
     model_path = out / "model.safetensors"
     if args.reuse_model and model_path.exists():
         from ..core.io.modelfile import load_model  # deferred: loads torch
@@ -111,7 +111,9 @@ def show(args, loaded, pos: Path, neg: Path, test_dir: Path, pred_dir: Path) -> 
         os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
     import napari
 
-    from .._widgets.wscnn_dock import WSCNNDock  # deferred: loads magicgui, napari, qtpy, superqt
+    from .._widgets.wscnn_dock import (
+        WSCNNDock,  # deferred: loads magicgui, napari, qtpy, superqt
+    )
     from ..core.inference.predict import predict_wscnn  # deferred: loads torch
 
     viewer = napari.Viewer(title="napari-rarepheno demo", show=True)

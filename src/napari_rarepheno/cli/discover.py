@@ -33,7 +33,7 @@ def cmd_rank(args) -> int:
     with ctrl_c_cancels(CancelToken()) as token:
         rows = rank_images(args.model, args.inputs, args.out, score=args.score, target=args.target,
                            batch_size=args.batch_size, device=args.device, tta=args.tta, resume=args.resume,
-                           overwrite=args.overwrite, progress=count_bar("scoring", args.quiet), cancel=token)
+                           overwrite=args.overwrite, callback=count_bar("scoring", args.quiet), cancel=token)
     if not args.quiet:
         cols = ["rank", "image", "label", "predicted", "score"]
         _print_rows(rows, cols, args.show)
@@ -47,7 +47,7 @@ def cmd_mislabels(args) -> int:
     with ctrl_c_cancels(CancelToken()) as token:
         rows = find_mislabels(args.model, args.labeled, args.out, top=args.top, batch_size=args.batch_size,
                               device=args.device, tta=args.tta, resume=args.resume, overwrite=args.overwrite,
-                              progress=count_bar("scoring", args.quiet), cancel=token)
+                              callback=count_bar("scoring", args.quiet), cancel=token)
     if not args.quiet:
         _print_rows(rows, ["rank", "image", "label", "suggested", "suspicion"], args.show)
     print(f"wrote {args.out}: {len(rows)} suspected mislabel(s); review them in the Discover dock or write a "
@@ -83,7 +83,10 @@ def cmd_undo(args) -> int:
 
 
 def cmd_gallery(args) -> int:
-    from ..core.discover.gallery import GalleryConfig, build_gallery  # deferred: loads torch
+    from ..core.discover.gallery import (  # deferred: loads torch
+        GalleryConfig,
+        build_gallery,
+    )
     from ..core.discover.gallery_files import save_gallery  # deferred: loads torch
 
     out = Path(args.out)
@@ -95,7 +98,7 @@ def cmd_gallery(args) -> int:
                         saliency=SaliencyConfig(threshold=args.threshold, sigma=args.sigma))
     with ctrl_c_cancels(CancelToken()) as token:
         g = build_gallery(args.model, args.inputs, cfg, device=args.device,
-                          progress=count_bar("gallery", args.quiet), cancel=token)
+                          callback=count_bar("gallery", args.quiet), cancel=token)
     files = save_gallery(g, out, overwrite=True)
     sizes = {int(k): int((g.clusters == k).sum()) for k in sorted(set(g.clusters.tolist()))}
     print(f"{len(g)} crop(s) from {g.info['n_images']} image(s); cluster sizes {sizes}")
@@ -104,7 +107,10 @@ def cmd_gallery(args) -> int:
 
 
 def cmd_name_cluster(args) -> int:
-    from ..core.discover.gallery_files import load_gallery, name_cluster  # deferred: loads torch
+    from ..core.discover.gallery_files import (  # deferred: loads torch
+        load_gallery,
+        name_cluster,
+    )
 
     written = name_cluster(load_gallery(args.gallery), args.cluster, args.name, args.out)
     print(f"wrote {len(written)} crop(s) to {Path(args.out) / args.name}", file=sys.stderr)

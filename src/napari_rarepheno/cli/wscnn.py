@@ -64,7 +64,7 @@ def cmd_train_wscnn(args) -> int:
     with ctrl_c_cancels(CancelToken()) as token:
         res = train_wscnn(args.data, args.out, opts, cfg, callback=TrainBar(args.quiet), cancel=token,
                           resume=args.resume, init_from=args.init_from,
-                          load_progress=count_bar("loading images", args.quiet))
+                          load_callback=count_bar("loading images", args.quiet))
     print(train_summary(res))
     return 130 if res.cancelled else 0
 
@@ -86,13 +86,15 @@ def cmd_evaluate(args) -> int:
     if meta.kind == "wscnn":
         from ..core.wscnn.evaluate import evaluate_wscnn  # deferred: loads torch
 
-        res = evaluate_wscnn(args.model, args.test, device=args.device, progress=count_bar("evaluating", args.quiet),
+        res = evaluate_wscnn(args.model, args.test, device=args.device, callback=count_bar("evaluating", args.quiet),
                              channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args))
         if not args.per_image:
             for k in ("probabilities", "images", "labels"):
                 res.pop(k, None)
     else:
-        from ..core.deepyeast.evaluate import evaluate_deepyeast  # deferred: loads scipy, torch
+        from ..core.deepyeast.evaluate import (
+            evaluate_deepyeast,  # deferred: loads scipy, torch
+        )
 
         _no_segmentation_args(args, "evaluate")
         res = evaluate_deepyeast(args.model, args.test, device=args.device, opts=crop_options(args))
@@ -109,9 +111,11 @@ def cmd_predict(args) -> int:
         predict_wscnn_files(args.model, [Path(p) for p in args.inputs], Path(args.out), device=args.device,
                             tile=args.tile, overwrite=args.overwrite, resume=args.resume,
                             saliency_config=saliency_config_from_args(args),
-                            channels=parse_channels(args.channels), progress=count_bar("predicting", args.quiet))
+                            channels=parse_channels(args.channels), callback=count_bar("predicting", args.quiet))
     else:
-        from ..core.deepyeast.predict_files import predict_deepyeast_files  # deferred: loads scipy, torch
+        from ..core.deepyeast.predict_files import (
+            predict_deepyeast_files,  # deferred: loads scipy, torch
+        )
 
         _no_segmentation_args(args, "predict")
         predict_deepyeast_files(args.model, args.inputs, args.out, opts=crop_options(args), device=args.device,

@@ -1,7 +1,10 @@
-"""How long work talks to its caller: plain callbacks and a cancel token.
+"""How long work talks to its caller: one callback type and a cancel token.
 
-The engine never imports a GUI: the napari docks adapt these to thread-worker
-signals, the CLI to tqdm bars. A ``CancelToken`` is checked between batches.
+Every engine function that takes time accepts ``callback`` (a :data:`ProgressCallback`,
+called with :class:`Progress` reports: training batches and epochs, or items done of a
+total via :func:`report_items`) and ``cancel`` (a :class:`CancelToken`, checked between
+batches). The engine never imports a GUI: the napari docks adapt these to thread-worker
+signals, the CLI to tqdm bars.
 """
 from __future__ import annotations
 
@@ -39,6 +42,13 @@ class Progress:
 
 
 ProgressCallback = Optional[Callable[[Progress], None]]
+
+
+def report_items(callback: ProgressCallback, done: int, total: int, message: str = "") -> None:
+    """Tell ``callback`` (if any) that ``done`` of ``total`` items (images, crops, tiles,
+    fields) are finished: the one way engine loops report progress."""
+    if callback is not None:
+        callback(Progress(stage="item", batch=int(done), n_batches=int(total), message=message))
 
 
 class CancelToken:

@@ -301,7 +301,3 @@ def extract_features(crops: np.ndarray, masks: np.ndarray | None = None,
         out[start:start + nb] = block
     report.seconds = time.perf_counter() - t0
     return (out, names, report) if return_report else (out, names)
-
-
-# the classifier heads live in heads.py; re-exported for callers of this module
-from .classifiers import ForestChoice, ForestConfig, few_shot_curve, fit_forest, fit_linear  # noqa: E402,F401

@@ -34,6 +34,7 @@ from ..errors import InputError
 from ..io.atomic import staged_dir
 from ..io.boxes import Box, write_objects
 from ..io.images import read_png, write_png
+from ..progress import ProgressCallback, report_items
 from .splits import SPLITS, parse_cell_name, random_split, split_by_region, split_counts
 
 Progress = Callable[[int, int], None]
@@ -117,7 +118,7 @@ def split_crops(found: dict[str, list[Path]], cfg: MosaicConfig) -> tuple[dict, 
 
 
 def build_mosaics(crops_dir: str | Path, out_dir: str | Path, cfg: MosaicConfig | None = None,
-                  progress: Progress | None = None, overwrite: bool = False) -> dict:
+                  callback: ProgressCallback = None, overwrite: bool = False) -> dict:
     """Write mosaic fields built from ``crops_dir`` to ``out_dir``; returns a summary."""
     cfg = cfg or MosaicConfig()
     root = Path(crops_dir)
@@ -174,8 +175,7 @@ def build_mosaics(crops_dir: str | Path, out_dir: str | Path, cfg: MosaicConfig 
                         tiles.append((name, *box, c, pools[c][1][j]))
                     write_png(stage / split / name, field[..., 0] if field.shape[2] == 1 else field)
                     done += 1
-                    if progress is not None:
-                        progress(done, total)
+                    report_items(callback, done, total)
             write_objects(stage / split / "objects.csv", boxes)
             with open(stage / split / "tiles.csv", "w", newline="") as fh:
                 writer = csv.writer(fh, lineterminator="\n")

@@ -41,6 +41,7 @@ from ..errors import InputError
 from ..io.atomic import staged_dir
 from ..io.boxes import Box, write_objects
 from ..io.images import write_png
+from ..progress import ProgressCallback, report_items
 
 Progress = Callable[[int, int], None]
 
@@ -198,7 +199,7 @@ def _make_one(args: tuple) -> list[Box]:
 
 
 def simulate(out_dir: str | Path, cfg: SimConfig | None = None,
-             progress: Progress | None = None, overwrite: bool = False,
+             callback: ProgressCallback = None, overwrite: bool = False,
              workers: int = 2) -> dict:
     """Write the simulated data set to ``out_dir`` and return a summary.
 
@@ -228,8 +229,7 @@ def simulate(out_dir: str | Path, cfg: SimConfig | None = None,
                     n_obj += len(objs)
                     n_rare += sum(b.kind == "rare" for b in objs)
                     done += 1
-                    if progress is not None:
-                        progress(done, total)
+                    report_items(callback, done, total)
                 counts[split][cls] = len(idx)
             write_objects(stage / split / "objects.csv", boxes)
         meta = {"generator": "napari_rarepheno.core.datasets.synthetic",

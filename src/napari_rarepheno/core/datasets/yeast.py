@@ -52,6 +52,7 @@ from scipy import ndimage as ndi
 
 from ..errors import InputError
 from ..io.atomic import staged_dir
+from ..progress import ProgressCallback, report_items
 
 YEAST_CLASSES = ("cell_periphery", "cytoplasm", "endosome", "er", "golgi", "mitochondrion",
                  "nuclear_periphery", "nucleolus", "nucleus", "peroxisome", "spindle_pole",
@@ -271,7 +272,7 @@ def protein_class(k: int) -> str:
 
 def simulate_yeast(out_dir: str | Path, n_proteins: int = 24, fields_per_protein: int = 1,
                    seed: int = 0, cfg: YeastConfig | None = None, overwrite: bool = False,
-                   progress: Progress | None = None) -> dict:
+                   callback: ProgressCallback = None) -> dict:
     """Write synthetic yeast fields, labels, cell tables and 64x64 crops (see module doc)."""
     import tifffile
 
@@ -302,8 +303,7 @@ def simulate_yeast(out_dir: str | Path, n_proteins: int = 24, fields_per_protein
                         tifffile.imwrite(stage / "crops" / cls / f"{stem}_{row['id']:04d}.tif",
                                          np.ascontiguousarray(crop), metadata={"axes": "CYX"})
                 n_cells += len(table)
-                if progress is not None:
-                    progress(k * fields_per_protein + f + 1, n_proteins * fields_per_protein)
+                report_items(callback, k * fields_per_protein + f + 1, n_proteins * fields_per_protein)
         meta = {"generator": "napari_rarepheno.core.datasets.yeast", "seed": seed,
                 "n_proteins": n_proteins, "fields_per_protein": fields_per_protein,
                 "config": asdict(cfg), "classes": list(YEAST_CLASSES), "proteins": proteins,

@@ -19,7 +19,10 @@ from ..metrics import multiclass_metrics
 
 def hand_features(data: ImageSet, marker_channel: int = 0, protein_channel: int | None = None):
     """(N, F) hand-made features (intensity, shape, Haralick, Zernike, Gabor...) of a crop set."""
-    from ..classic.features import FeatureConfig, extract_features  # deferred: loads scipy, skimage
+    from ..classic.features import (  # deferred: loads scipy, skimage
+        FeatureConfig,
+        extract_features,
+    )
 
     c = data.n_channels
     prot = protein_channel if protein_channel is not None else (1 if c > 1 else 0)
@@ -51,7 +54,10 @@ def run_baseline(train: ImageSet, test: ImageSet, *, val: ImageSet | None = None
 
     Hyperparameters are chosen on ``val`` when given (the paper; the forest is fitted on
     ``train`` only), else by CV on ``train`` (by region/protein where the names allow)."""
-    from ..classic.features import ForestConfig, fit_forest  # deferred: loads scipy, skimage
+    from ..classic.classifiers import (  # deferred: loads scipy, skimage
+        ForestConfig,
+        fit_forest,
+    )
     from .data import align_labels  # deferred: loads torch
     from .evaluate import group_summary  # deferred: loads scipy, torch
 
@@ -84,7 +90,7 @@ def run_transfer(model, train: ImageSet, test: ImageSet, shots: Sequence[int] = 
                  hand: bool = True, marker_channel: int = 0, protein_channel: int | None = None) -> dict:
     """Few-shot accuracy on ``test`` when training a ``head`` on ``shot`` examples per class of
     ``train``, with the network's ``layer`` outputs ('deep') and with hand-made features ('hand')."""
-    from ..classic.features import few_shot_curve  # deferred: loads scipy, skimage
+    from ..classic.classifiers import few_shot_curve  # deferred: loads scipy, skimage
     from ..io.modelfile import as_loaded  # deferred: loads torch
     from .classify import embed_crops  # deferred: loads torch
 

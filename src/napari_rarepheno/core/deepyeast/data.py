@@ -14,10 +14,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..datasets.splits import parse_cell_name, random_split, split_by_group, track_regions
+from ..datasets.splits import (
+    parse_cell_name,
+    random_split,
+    split_by_group,
+    track_regions,
+)
 from ..errors import InputError
 from ..io.deeploc_h5 import is_h5, load_deeploc_h5
 from ..io.folders import ImageSet, load_class_folders
+from ..progress import ProgressCallback
 from ..training.augment import AugmentConfig
 
 
@@ -69,15 +75,15 @@ def scale_crops(images: np.ndarray, how: str | None) -> np.ndarray:
     return (x - lo) / np.maximum(hi - lo, 1e-4)
 
 
-def load_crops(path: str | Path, opts: DeepYeastOptions | None = None, progress=None) -> ImageSet:
+def load_crops(path: str | Path, opts: DeepYeastOptions | None = None, callback: ProgressCallback = None) -> ImageSet:
     """Crops of a class-folder tree or a DeepLoc HDF5 file, sized to ``opts.input_size``."""
     opts = opts or DeepYeastOptions()
     if is_h5(path):
         data = load_deeploc_h5(path, opts.classes, channels=opts.channels, size=opts.input_size,
-                               progress=progress, fallback_names=opts.model_classes)
+                               callback=callback, fallback_names=opts.model_classes)
     else:
         data = load_class_folders(path, channels=opts.channels, channel_files=opts.channel_files,
-                                  group_regex=opts.group_regex, groups_csv=opts.groups_csv, progress=progress)
+                                  group_regex=opts.group_regex, groups_csv=opts.groups_csv, callback=callback)
     data.images = fit_size(data.images, opts.input_size, path)
     return data
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..io.modelfile import as_loaded
 from ..metrics import multiclass_metrics
+from ..progress import ProgressCallback
 from .aggregate import aggregate, group_accuracy
 from .classify import classify_crops, model_options
 from .data import DeepYeastOptions, align_labels, load_crops
@@ -36,13 +37,13 @@ def group_summary(probs: np.ndarray, labels: np.ndarray, groups: Sequence[str], 
 
 
 def evaluate_deepyeast(model, test_dir: str | Path, *, device: str = "auto", opts: DeepYeastOptions | None = None,
-                       batch_size: int = 128, min_cells: int = 10, progress=None,
+                       batch_size: int = 128, min_cells: int = 10, callback: ProgressCallback = None,
                        return_probabilities: bool = False) -> dict:
     """accuracy, n, per_class{name: precision, recall, n}, confusion and, with groups,
     group_accuracy and n_groups (also for groups of at least ``min_cells`` cells)."""
     lm = as_loaded(model, "deepyeast")
     opts = model_options(lm, opts)
-    data = align_labels(load_crops(test_dir, opts, progress), lm.meta.class_names)
+    data = align_labels(load_crops(test_dir, opts, callback), lm.meta.class_names)
     probs = classify_crops(lm, data.images, device=device, batch_size=batch_size)
     out = multiclass_metrics(data.labels, probs.argmax(1), lm.meta.class_names)
     out.update(group_summary(probs, data.labels, data.groups, lm.meta.class_names, min_cells))

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.tables import write_csv
 from ..metrics import multiclass_metrics
+from ..progress import ProgressCallback, report_items
 
 
 def tsne_2d(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -103,7 +104,7 @@ def confusion_rows(confusion, class_names: Sequence[str]) -> list[dict]:
 
 
 def explore(loaded, data, out_dir: str | Path, layers: Sequence[str] = ("fc1",), max_points: int = 1000,
-            seed: int = 0, device: str = "auto", progress=None) -> dict:
+            seed: int = 0, device: str = "auto", callback: ProgressCallback = None) -> dict:
     """Write confusion.png/.csv, per_class.csv, tsne_<layer>.png/.csv and summary.json for
     ``loaded`` (a DeepYeast model) on ``data`` (an ImageSet aligned to the model's classes)."""
     from ..io.modelfile import as_loaded  # deferred: loads torch
@@ -132,8 +133,7 @@ def explore(loaded, data, out_dir: str | Path, layers: Sequence[str] = ("fc1",),
         files[f"tsne_{layer}_csv"] = write_csv(out / f"tsne_{layer}.csv", [
             {"id": data.relpath(j) if len(set(data.paths)) > 1 else f"row{j}", "x": float(a), "y": float(b),
              "class": names[data.labels[j]], "predicted": names[pred[j]]} for j, (a, b) in zip(pick, xy)])
-        if progress is not None:
-            progress(i + 1, len(layers))
+        report_items(callback, i + 1, len(layers))
     summary = {**metrics, "layers": list(layers), "n_tsne": int(len(pick)),
                "files": {k: str(v) for k, v in files.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cells.crops import cells_from_labels, extract_crops, segment_cells
+from ..cells.crops import extract_crops
+from ..cells.segment import cells_from_labels, segment_cells
 from ..errors import InputError
 from ..io.images import select_channels
 from ..io.modelfile import as_loaded

@@ -15,7 +15,13 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, OutputError
-from ..io.folders import ImageSet, _pair_channel_files, _read_entry, group_of, stack_padded
+from ..io.folders import (
+    ImageSet,
+    _pair_channel_files,
+    _read_entry,
+    group_of,
+    stack_padded,
+)
 from ..io.images import _read_raw, is_image_file, read_image, to_chw, write_tiff
 from ..io.modelfile import as_loaded
 from ..io.tables import write_csv

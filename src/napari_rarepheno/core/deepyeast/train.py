@@ -47,14 +47,14 @@ def _init_from(model: DeepYeast, path, crop_scale: str | None) -> Normalization:
 def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYeastOptions | None = None,
                     cfg: TrainConfig | None = None, val_dir: str | Path | None = None, *,
                     callback: ProgressCallback = None, cancel: CancelToken | None = None, resume: bool = False,
-                    init_from: str | Path | None = None, load_progress=None) -> TrainResult:
+                    init_from: str | Path | None = None, load_callback: ProgressCallback = None) -> TrainResult:
     """Train DeepYeast on the crops of ``train_dir`` and write ``out`` (best on validation loss).
 
     Validation: ``val_dir`` if given, else a hold-out of ``opts.val_fraction`` by position/group
     (``opts.val_split='position'``), at random (``'random'``) or none (``None``)."""
     opts, cfg = opts or DeepYeastOptions(), cfg or TrainConfig()
     cfg.validate()
-    train = load_crops(train_dir, opts, load_progress)
+    train = load_crops(train_dir, opts, load_callback)
     val = None
     if val_dir is not None:
         val = align_labels(load_crops(val_dir, opts), train.class_names)

@@ -35,7 +35,7 @@ from ..inference.segment import SaliencyConfig, segment_saliency
 from ..inputs.normalize import Normalization
 from ..io.images import read_image
 from ..io.modelfile import as_loaded
-from ..progress import CancelToken
+from ..progress import CancelToken, ProgressCallback, report_items
 from .clusters import cluster_features, embed_2d
 from .scoring import batches, folder_files, probabilities, read_for_model, target_index
 
@@ -142,7 +142,7 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
     return probs, g.abs().amax(1).cpu().numpy(), feats.detach().float().cpu().numpy()
 
 
-def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
+def collect_wscnn(lm, files, cfg: GalleryConfig, device, callback: ProgressCallback = None, cancel=None):
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "wscnn")
@@ -167,12 +167,11 @@ def collect_wscnn(lm, files, cfg: GalleryConfig, device, progress=None, cancel=N
                 feats.append(pool_around(fmaps[j], y, xx, offset, stride, radius))
                 rows.append((str(f.path), f.label, float(y), float(xx), float(det.scores[k]), float(probs[j, t]), k))
         done += len(group)
-        if progress is not None:
-            progress(done, len(files))
+        report_items(callback, done, len(files))
     return crops, feats, rows
 
 
-def collect_deepyeast(lm, files, cfg: GalleryConfig, device, progress=None, cancel=None):
+def collect_deepyeast(lm, files, cfg: GalleryConfig, device, callback: ProgressCallback = None, cancel=None):
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "deepyeast")
@@ -194,13 +193,12 @@ def collect_deepyeast(lm, files, cfg: GalleryConfig, device, progress=None, canc
                 feats.append(emb[i])
                 rows.append((str(group[j].path), group[j].label, h / 2, w / 2, p, p, 0))
         done += len(group)
-        if progress is not None:
-            progress(done, len(files))
+        report_items(callback, done, len(files))
     return crops, feats, rows
 
 
 def build_gallery(model, inputs: Sequence[str | Path], cfg: GalleryConfig | None = None, *, device: str = "auto",
-                  cluster: bool = True, progress=None, cancel: CancelToken | None = None) -> Gallery:
+                  cluster: bool = True, callback: ProgressCallback = None, cancel: CancelToken | None = None) -> Gallery:
     """Crops and embeddings of the salient cells (WSCNN) or of the cells (DeepYeast) of
     ``inputs`` (files or folders), clustered and mapped to 2-D unless ``cluster=False``."""
 
@@ -212,7 +210,7 @@ def build_gallery(model, inputs: Sequence[str | Path], cfg: GalleryConfig | None
     dev = resolve_device(device)
     lm.model.to(dev).eval()
     collect = collect_wscnn if lm.meta.kind == "wscnn" else collect_deepyeast
-    crops, feats, rows = collect(lm, files, cfg, dev, progress, cancel)
+    crops, feats, rows = collect(lm, files, cfg, dev, callback, cancel)
     if not crops:
         raise InputError(f"no salient cells found in {len(files)} image(s): no image reached "
                          f"P >= {cfg.min_probability} for the target class, or its saliency had no peak; "

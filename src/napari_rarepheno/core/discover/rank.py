@@ -24,8 +24,16 @@ import numpy as np
 from ..errors import InputError
 from ..io.modelfile import as_loaded
 from ..io.tables import write_csv
-from ..progress import CancelToken
-from .scoring import SCORES, LabeledFile, entropy, folder_files, labeled_files, score_stream, target_index
+from ..progress import CancelToken, Progress, ProgressCallback, report_items
+from .scoring import (
+    SCORES,
+    LabeledFile,
+    entropy,
+    folder_files,
+    labeled_files,
+    score_stream,
+    target_index,
+)
 
 
 def _fmt(v) -> str:
@@ -37,7 +45,7 @@ def partial_path(out: Path) -> Path:
 
 
 def _stream_rows(rows_of, model, files: list[LabeledFile], out: Path | None, fields: list[str], *,
-                 resume: bool, overwrite: bool, batch_size: int, device: str, tta: bool, progress,
+                 resume: bool, overwrite: bool, batch_size: int, device: str, tta: bool, callback,
                  cancel) -> list[dict]:
     """Score ``files`` (skipping those already in the partial file when resuming), turn each
     into a row with ``rows_of(file, probs)``, append it to the partial CSV; return all rows."""
@@ -61,8 +69,10 @@ def _stream_rows(rows_of, model, files: list[LabeledFile], out: Path | None, fie
         if w is not None and not rows:
             w.writeheader()
         total = len(files)
-        prog = (lambda d, _t: progress(len(done) + d, total)) if progress is not None else None
-        for f, p in score_stream(model, todo, batch_size=batch_size, device=device, tta=tta, progress=prog,
+
+        def prog(p: Progress) -> None:  # counts the images a resumed run had already scored
+            report_items(callback, len(done) + p.batch, total, p.message)
+        for f, p in score_stream(model, todo, batch_size=batch_size, device=device, tta=tta, callback=prog,
                                  cancel=cancel):
             row = rows_of(f, p)
             rows.append(row)
@@ -102,7 +112,7 @@ def _prob_columns(names: Sequence[str]) -> list[str]:
 
 def rank_images(model, inputs: Sequence[str | Path], out: str | Path | None = None, *, score: str = "probability",
                 target: str | None = None, batch_size: int = 16, device: str = "auto", tta: bool = False,
-                resume: bool = False, overwrite: bool = False, progress=None,
+                resume: bool = False, overwrite: bool = False, callback: ProgressCallback = None,
                 cancel: CancelToken | None = None) -> list[dict]:
     """Score every image of ``inputs`` (files or folders, recursive) and sort, highest first.
 
@@ -126,13 +136,13 @@ def rank_images(model, inputs: Sequence[str | Path], out: str | Path | None = No
 
     out = Path(out) if out is not None else None
     rows = _stream_rows(row, lm, files, out, fields, resume=resume, overwrite=overwrite, batch_size=batch_size,
-                        device=device, tta=tta, progress=progress, cancel=cancel)
+                        device=device, tta=tta, callback=callback, cancel=cancel)
     return _finish(rows, "score", out, fields, complete=len(rows) == len(files))
 
 
 def find_mislabels(model, labeled: str | Path, out: str | Path | None = None, *, top: int | None = None,
                    batch_size: int = 16, device: str = "auto", tta: bool = False, resume: bool = False,
-                   overwrite: bool = False, progress=None, cancel: CancelToken | None = None) -> list[dict]:
+                   overwrite: bool = False, callback: ProgressCallback = None, cancel: CancelToken | None = None) -> list[dict]:
     """Images whose class folder the model disagrees with, most suspicious first.
 
     ``labeled``: ``ROOT/<class>/`` (a split) or a data folder with splits. Rows: rank, image,
@@ -158,7 +168,7 @@ def find_mislabels(model, labeled: str | Path, out: str | Path | None = None, *,
 
     out_p = Path(out) if out is not None else None
     rows = _stream_rows(row, lm, files, out_p, fields, resume=resume, overwrite=overwrite, batch_size=batch_size,
-                        device=device, tta=tta, progress=progress, cancel=cancel)
+                        device=device, tta=tta, callback=callback, cancel=cancel)
     complete = len(rows) == len(files)
     rows = _finish(rows, "suspicion", None, fields, complete)
     rows = rows[:top] if top is not None else [r for r in rows if r["predicted"] != r["label"]]

@@ -18,10 +18,10 @@ from ..deepyeast.classify import classify_crops
 from ..device import resolve_device
 from ..errors import InputError
 from ..inference.predict import classify_batch
+from ..io.files import expand_inputs
 from ..io.images import is_image_file, read_image
 from ..io.modelfile import as_loaded
-from ..progress import CancelToken
-from ..wscnn.predict_files import expand_inputs
+from ..progress import CancelToken, ProgressCallback, report_items
 
 SCORES = ("probability", "entropy")
 
@@ -138,7 +138,7 @@ def tta_probabilities(lm, x: np.ndarray, device) -> np.ndarray:
 
 
 def score_stream(model, files: Sequence[LabeledFile], *, batch_size: int = 16, device: str = "auto",
-                 tta: bool = False, progress=None,
+                 tta: bool = False, callback: ProgressCallback = None,
                  cancel: CancelToken | None = None) -> Iterator[tuple[LabeledFile, np.ndarray]]:
     """Yield ``(file, probabilities)`` for every file, in order, holding one batch at a time.
     ``tta``: average over flips and rotations (8x the work; steadier scores). Stops early
@@ -157,8 +157,7 @@ def score_stream(model, files: Sequence[LabeledFile], *, batch_size: int = 16, d
         for f, row in zip(group, p):
             yield f, np.asarray(row, np.float64)
         done += len(group)
-        if progress is not None:
-            progress(done, len(files))
+        report_items(callback, done, len(files))
 
 
 def target_index(class_names: Sequence[str], target: str | None, kind: str) -> int | None:

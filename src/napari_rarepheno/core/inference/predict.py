@@ -22,7 +22,14 @@ from ..nets.folding import inference_model
 from ..progress import CancelToken, Progress, ProgressCallback
 from .border import border_margin, crop_border, pad_border
 from .lazy import predict_wscnn_lazy
-from .saliency import SALIENCY_MODES, eval_mode, maps_and_saliency, positive_index, unit_geometry, upsample_maps
+from .saliency import (
+    SALIENCY_MODES,
+    eval_mode,
+    maps_and_saliency,
+    positive_index,
+    unit_geometry,
+    upsample_maps,
+)
 
 
 # ------------------------------------------------------------------ inputs

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..progress import ProgressCallback, report_items
 from .folders import ImageSet
 from .images import select_channels, to_float
 
@@ -54,7 +55,7 @@ def _names_from_attrs(f, index) -> list[str] | None:
 
 def load_deeploc_h5(path: str | Path, class_names: Sequence[str] | None = None, *,
                     channels: Sequence[int] | None = None, size: int = 64,
-                    data_key: str = "data1", index_key: str = "Index1", progress=None,
+                    data_key: str = "data1", index_key: str = "Index1", callback: ProgressCallback = None,
                     chunk: int = 4096, fallback_names: Sequence[str] | None = None) -> ImageSet:
     """Read a DeepLoc-layout HDF5 file into (N, C, size, size) float32 crops with labels.
 
@@ -105,8 +106,7 @@ def load_deeploc_h5(path: str | Path, class_names: Sequence[str] | None = None, 
                 raise InputError(f"'{data_key}' has NaN/inf values in rows {s}..{s + len(block) - 1}", path)
             block = np.stack([select_channels(b, channels, path) for b in block]) if channels else block
             images[s:s + len(block)] = to_float(block)
-            if progress is not None:
-                progress(min(s + chunk, n), n)
+            report_items(callback, min(s + chunk, n), n)
     k = onehot.shape[1]
     labels = onehot.argmax(1).astype(np.int64)
     bad = np.flatnonzero(~np.isclose(onehot.max(1), 1.0) | (np.abs(onehot).sum(1) > 1 + 1e-6))

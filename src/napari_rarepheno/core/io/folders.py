@@ -25,7 +25,15 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from .images import IMAGE_SUFFIXES, check_fits_in_memory, is_constant, is_image_file, read_image, select_channels
+from ..progress import ProgressCallback, report_items
+from .images import (
+    IMAGE_SUFFIXES,
+    check_fits_in_memory,
+    is_constant,
+    is_image_file,
+    read_image,
+    select_channels,
+)
 
 SPLITS = ("train", "val", "test")
 WSCNN_CLASSES = ("negative", "positive")
@@ -181,7 +189,7 @@ def load_class_folders(root: str | Path, class_names: Sequence[str] | None = Non
                        channels: Sequence[int] | None = None, channel_files: Sequence[str] | None = None,
                        group_regex: str | None = None, groups_csv: str | Path | None = None,
                        min_size: int = 1, min_per_class: int = 1, min_classes: int = 1,
-                       progress=None) -> ImageSet:
+                       callback: ProgressCallback = None) -> ImageSet:
     """Load every image of ``ROOT/<class>/`` into one (N, C, H, W) array.
 
     Images of different sizes are padded (bottom/right, zeros) to the largest with a warning.
@@ -223,8 +231,7 @@ def load_class_folders(root: str | Path, class_names: Sequence[str] | None = Non
         arrays.append(img)
         labels.append(ci)
         paths.append(path)
-        if progress is not None:
-            progress(k + 1, len(entries))
+        report_items(callback, k + 1, len(entries))
     _warn_constant_and_duplicates(root, constant, dups, paths, labels, class_names)
     nch = {a.shape[0] for a in arrays}
     if len(nch) > 1:
@@ -292,10 +299,10 @@ def find_splits(data: str | Path) -> dict[str, Path]:
 
 
 def load_wscnn_split(folder: str | Path, channels: Sequence[int] | None = None, min_size: int = 1,
-                     progress=None) -> ImageSet:
+                     callback: ProgressCallback = None) -> ImageSet:
     folder = Path(folder)
     missing = [c for c in WSCNN_CLASSES if not (folder / c).is_dir()]
     if missing:
         raise InputError(f"missing {' and '.join(m + '/' for m in missing)} (a WSCNN split needs negative/ "
                          "and positive/ folders of images)", folder)
-    return load_class_folders(folder, WSCNN_CLASSES, channels=channels, min_size=min_size, progress=progress)
+    return load_class_folders(folder, WSCNN_CLASSES, channels=channels, min_size=min_size, callback=callback)

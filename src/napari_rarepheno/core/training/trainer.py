@@ -19,12 +19,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import cpu_allocator_tuned, fits_on_device, resolve_device, resolve_precision, set_threads
+from ..device import (
+    cpu_allocator_tuned,
+    fits_on_device,
+    resolve_device,
+    resolve_precision,
+    set_threads,
+)
 from ..errors import InputError
 from ..inference.arrays import evaluate_arrays, to_model_input
 from ..inputs.normalize import Normalization
 from ..io.folders import ImageSet
-from ..io.modelfile import ModelMeta, flatten_state, read_tensors, save_model, unflatten_state, write_tensors
+from ..io.modelfile import (
+    ModelMeta,
+    flatten_state,
+    read_tensors,
+    save_model,
+    unflatten_state,
+    write_tensors,
+)
 from ..io.tables import write_csv
 from ..nets.folding import inference_copy
 from ..progress import CancelToken, Progress, ProgressCallback

@@ -16,12 +16,18 @@ from ..inputs.normalize import Normalization
 from ..io.boxes import read_objects
 from ..io.folders import load_wscnn_split
 from ..io.modelfile import LoadedModel, as_loaded
-from ..metrics import binary_metrics, detection_counts, localization_counts, localization_metrics
+from ..metrics import (
+    binary_metrics,
+    detection_counts,
+    localization_counts,
+    localization_metrics,
+)
+from ..progress import ProgressCallback, report_items
 
 
 def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, device: str = "auto",
                    localization: bool = True, saliency_config=None, batch_size: int = 16,
-                   progress=None, channels: Sequence[int] | None = None) -> dict:
+                   callback: ProgressCallback = None, channels: Sequence[int] | None = None) -> dict:
     """Accuracy/precision/recall on a split folder; with ``objects.csv`` also the paper's
     localisation metric on the positive images (``localization_*``: a box counts when the mask
     covers >= 90% of it) and a detection score (``detection_*``: a box counts when a detected
@@ -60,8 +66,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
             boxes = boxes_by_image.get(data.relpath(i), [])
             counts.append(localization_counts(det.mask, boxes))
             hits.append(detection_counts(det.peaks, boxes))
-        if progress is not None:
-            progress(sl.stop, len(data))
+        report_items(callback, sl.stop, len(data))
     probs = np.concatenate(probs)
     pred = probs.argmax(1)
     out = binary_metrics(data.labels, pred, positive=1)

@@ -23,9 +23,10 @@ import numpy as np
 
 from ..errors import Cancelled, InputError, OutputError, ensure_writable_dir
 from ..inference.segment import SaliencyConfig, segment_saliency
-from ..io.images import IMAGE_SUFFIXES, available_memory, is_constant, is_image_file, read_image, write_tiff
+from ..io.files import expand_inputs, unique_names
+from ..io.images import available_memory, is_constant, read_image, write_tiff
 from ..io.tables import write_csv
-from ..progress import CancelToken
+from ..progress import CancelToken, ProgressCallback, report_items
 
 #: images with more pixels than this are predicted in tiles when no --tile is given
 AUTO_TILE_PIXELS = 2048 * 2048
@@ -33,57 +34,6 @@ AUTO_TILE = 1024
 #: rough peak memory of an untiled WSCNN forward + saliency backward, bytes per input pixel
 _BYTES_PER_PIXEL = 1200
 _OBJECT_FIELDS = ["image", "object_id", "y", "x", "score", "area"]
-
-
-def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given; folders expanded recursively to their images (sorted)."""
-    files: list[Path] = []
-    for p in inputs:
-        p = Path(p)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-            if not found:
-                raise InputError(f"folder contains no images ({', '.join(IMAGE_SUFFIXES)})", p)
-            files += found
-        elif p.exists():
-            if not is_image_file(p):
-                raise InputError(f"not an image file ({', '.join(IMAGE_SUFFIXES)})", p)
-            files.append(p)
-        else:
-            raise InputError("not found", p)
-    return files
-
-
-def unique_names(files: Sequence[Path]) -> list[str]:
-    """Output names: the file stem; where stems collide (compared case-insensitively, as
-    on macOS/Windows disks) prefixed by as many parent folders as tell them apart, then
-    the suffix (``x.tif``/``x.png``), then a counter."""
-    files = [Path(f) for f in files]
-    names = [f.stem for f in files]
-
-    def collisions() -> list[list[int]]:
-        groups: dict[str, list[int]] = {}
-        for i, n in enumerate(names):
-            groups.setdefault(n.casefold(), []).append(i)
-        return [g for g in groups.values() if len(g) > 1]
-
-    for depth in range(1, 6):
-        changed = False
-        for g in collisions():
-            if len({files[i].parent for i in g}) > 1:
-                for i in g:
-                    names[i] = "__".join(list(files[i].parts[-depth - 1:-1]) + [files[i].stem])
-                changed = True
-        if not changed:
-            break
-    for g in collisions():
-        if len({files[i].suffix.casefold() for i in g}) > 1:
-            for i in g:
-                names[i] = f"{names[i]}_{files[i].suffix.lstrip('.')}"
-    for g in collisions():
-        for k, i in enumerate(g[1:], start=2):
-            names[i] = f"{names[i]}_{k}"
-    return names
 
 
 def output_paths(files: Sequence[Path], out: Path) -> list[Path]:
@@ -172,7 +122,7 @@ def _tile_for(lm, img: np.ndarray, tile: int | None, path: Path) -> int | None:
 def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str = "auto", tile: int | None = None,
                         overwrite: bool = False, resume: bool = False, saliency_config=None,
                         channels: Sequence[int] | None = None,
-                        progress=None, cancel: CancelToken | None = None) -> Path:
+                        callback: ProgressCallback = None, cancel: CancelToken | None = None) -> Path:
     """Predict every image of ``inputs`` (files or folders) into ``out``.
 
     ``channels`` selects channels of the files (``--channels``); by default the model's
@@ -247,8 +197,7 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
             row.update({f"p_{c}": f"{p:.6f}" for c, p in zip(classes, pred.probabilities)})
             tables.prediction(row)
             n_done += 1
-            if progress is not None:
-                progress(k + 1, len(files))
+            report_items(callback, k + 1, len(files))
         tables.open()  # a run with nothing (left) to do still leaves valid, empty tables
     finally:
         tables.close()

@@ -16,7 +16,13 @@ from ..inference.border import border_decision, border_margin, pad_border
 from ..inputs.normalize import Normalization
 from ..io.atomic import remove_stale_temps
 from ..io.folders import ImageSet, find_splits, load_wscnn_split
-from ..io.modelfile import LoadedModel, ModelMeta, check_model_output, load_model, save_model
+from ..io.modelfile import (
+    LoadedModel,
+    ModelMeta,
+    check_model_output,
+    load_model,
+    save_model,
+)
 from ..nets.registry import config_to_dict
 from ..nets.wscnn import WSCNN, WSCNNConfig
 from ..progress import CancelToken, ProgressCallback
@@ -51,12 +57,12 @@ def holdout_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet,
 
 
 def load_train_val(data_dir: str | Path, opts: WSCNNOptions, seed: int = 0,
-                   progress=None) -> tuple[ImageSet, ImageSet | None]:
+                   callback: ProgressCallback = None) -> tuple[ImageSet, ImageSet | None]:
     splits = find_splits(data_dir)
     if "train" not in splits:
         raise InputError("no train/ split (expected DATA/train/{negative,positive}/)", data_dir)
     min_size = WSCNN(WSCNNConfig(conv2_kernel=opts.conv2_kernel, depth=opts.depth)).min_input_size
-    train = load_wscnn_split(splits["train"], opts.channels, min_size, progress)
+    train = load_wscnn_split(splits["train"], opts.channels, min_size, callback)
     few = [train.class_names[c] for c in (0, 1) if (train.labels == c).sum() < 2]
     if few:
         raise InputError(f"need at least 2 training images in each of negative/ and positive/; too few in "
@@ -99,7 +105,7 @@ def build_wscnn(train: ImageSet, opts: WSCNNOptions, seed: int = 0) -> tuple[WSC
 def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions | None = None,
                 cfg: TrainConfig | None = None, *, callback: ProgressCallback = None,
                 cancel: CancelToken | None = None, resume: bool = False,
-                init_from: str | Path | None = None, load_progress=None) -> TrainResult:
+                init_from: str | Path | None = None, load_callback: ProgressCallback = None) -> TrainResult:
     """Train a WSCNN on ``DATA/train`` (validating on ``DATA/val``) and write ``out``.
 
     ``init_from`` continues training from an existing model file (fine-tuning)."""
@@ -117,7 +123,7 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     prev = load_model(init_from, expect_kind="wscnn") if init_from is not None else None
     if opts.pool_first is None:  # a continued model keeps its layer order
         opts = replace(opts, pool_first=prev.model.config.pool_first if prev else cfg.recipe != "paper")
-    train, val = load_train_val(data_dir, opts, cfg.seed, load_progress)
+    train, val = load_train_val(data_dir, opts, cfg.seed, load_callback)
     model, meta = build_wscnn(train, opts, cfg.seed)
     if prev is not None:
         if prev.model.config != model.config:
