@@ -65,7 +65,7 @@ def saliency_layer(saliency: np.ndarray, source: str, *, geometry: dict | None =
 
 
 def detection_features(det) -> dict[str, np.ndarray]:
-    """Per-object table of a :class:`~.core.saliency.Detections`: index (= label), y, x, score, area."""
+    """Per-object table of a :class:`~.core.inference.segment.Detections`: index (= label), y, x, score, area."""
     n = len(det.scores)
     labels = np.arange(1, n + 1, dtype=np.int32)
     areas = np.asarray(getattr(det, "areas", np.bincount(det.labels.ravel(), minlength=n + 1)[1:]))

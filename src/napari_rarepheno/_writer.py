@@ -1,7 +1,7 @@
 """npe2 writers: labels -> uint16/uint32 TIFF, images (saliency) -> float32 TIFF.
 
 napari's Save dialog asks before replacing a file; these functions then write
-atomically (temporary file + rename) through :func:`~.core.imageio.write_tiff`.
+atomically (temporary file + rename) through :func:`~.core.io.images.write_tiff`.
 """
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def test_memmapped_tiff_predicts_in_bounded_memory(tmp_path):
 
 
 def test_lazy_prediction_equals_predict_wscnn():
-    """The streamed prediction is the tiled prediction of ``core.predict``: exact stitching."""
+    """The streamed prediction is the tiled prediction of ``core.inference.predict``: exact stitching."""
     import torch
 
     from napari_rarepheno.core.inference.lazy import predict_wscnn_lazy

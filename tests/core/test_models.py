@@ -127,7 +127,7 @@ def test_model_files_without_pool_first_build_the_paper_order():
 @pytest.mark.parametrize("pool_first", [False, True])
 @pytest.mark.parametrize("positive", [True, False])
 def test_inference_copy_folds_bn_only_where_exact(pool_first, positive):
-    """Prediction's copy (core.tiles.inference_copy) folds BN into the conv before it; after a
+    """Prediction's copy (core.nets.folding.inference_copy) folds BN into the conv before it; after a
     pooling only when every scale is positive. Class maps and input gradients stay the model's."""
     from napari_rarepheno.core.nets.folding import inference_copy
 

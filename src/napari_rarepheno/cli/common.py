@@ -178,7 +178,7 @@ _SEGMENTATION_ARGS = ("sigma", "threshold", "threshold_mode", "min_distance", "m
 
 
 def add_segmentation_args(p) -> None:
-    """Saliency -> objects settings (``core.segment.SaliencyConfig``), the same knobs as the
+    """Saliency -> objects settings (``core.inference.segment.SaliencyConfig``), the same knobs as the
     WSCNN dock's sliders, so objects tuned there can be reproduced in batch."""
 
     d = SaliencyConfig()

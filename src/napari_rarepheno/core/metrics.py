@@ -143,7 +143,7 @@ def _tally(boxes: Iterable[Any], is_hit) -> dict:
 def localization_counts(mask: np.ndarray, boxes: Iterable[Any], min_cover: float = 0.9) -> dict:
     """TP/FN (rare boxes) and FP/TN (common boxes) of one image's mask.
 
-    ``boxes``: ``(x0, y0, x1, y1, kind)`` tuples or ``core.data.objects.Box`` objects, x =
+    ``boxes``: ``(x0, y0, x1, y1, kind)`` tuples or ``core.io.boxes.Box`` objects, x =
     column, half-open; boxes are clipped to the image; a box entirely outside it is not
     counted (``outside``). A box counts as covered when ``coverage >= min_cover``."""
     m = np.asarray(mask)

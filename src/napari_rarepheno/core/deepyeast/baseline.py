@@ -2,7 +2,7 @@
 features, and transfer (network features + a classical head for classes the network
 never saw) as a few-shot curve against hand-made features.
 
-Both take :class:`ImageSet` s loaded by ``core.deepyeast.load_crops`` (the one loader)
+Both take :class:`ImageSet` s loaded by ``core.deepyeast.data.load_crops`` (the one loader)
 and return plain dicts with the same keys as ``evaluate_deepyeast`` / the CLI JSON.
 """
 from __future__ import annotations

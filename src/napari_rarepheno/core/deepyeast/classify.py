@@ -47,7 +47,7 @@ def classify_crops(loaded, crops, *, device: str = "auto", batch_size: int = 256
                    precision: str = "auto") -> np.ndarray:
     """(N, K) class probabilities of (N, C, H, W) crops (integer data scaled like image files).
 
-    Runs the prediction copy of the network (:func:`core.predict.inference_model`: batch norm
+    Runs the prediction copy of the network (:func:`core.nets.folding.inference_model`: batch norm
     folded, channels_last) under ``precision`` ('auto': bf16 where the CPU has bf16 matrix
     units or on a GPU, see :func:`core.device.resolve_precision`; 'fp32' for bit-for-bit
     float32). On a CPU with AMX bf16 is ~4x faster than the float32 NCHW path with the same

@@ -1,7 +1,7 @@
 """Gallery of salient cells: crop what the network looks at, across many images.
 
 WSCNN: for every image the model calls ``target`` (P >= ``min_probability``) the
-gradient saliency of the target class map (``core.saliency``, mode 'map': every rare
+gradient saliency of the target class map (``core.inference.saliency``, mode 'map': every rare
 object lights up) is segmented into peaks; a ``crop_size`` window around each of the
 ``max_per_image`` strongest peaks becomes a gallery crop, and its *embedding* is the
 network's own last convolutional features (the input of the class detectors)
@@ -126,7 +126,7 @@ def pool_around(fmap: np.ndarray, y: float, x: float, offset: float, stride: int
 
 def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
     """Probabilities, saliency maps (B, H, W) and features (B, F, h, w) of one batch, from one
-    forward and one backward pass (the saliency of ``core.saliency.maps_and_saliency``)."""
+    forward and one backward pass (the saliency of ``core.inference.saliency.maps_and_saliency``)."""
     import torch
 
 
@@ -230,7 +230,7 @@ def build_gallery(model, inputs: Sequence[str | Path], cfg: GalleryConfig | None
 def explain_file(model, path: str | Path, target: str | None = None, device: str = "auto",
                  tile: int | None = None):
     """One image for review: ``(pixels as read (C, H, W), probabilities, saliency (H, W) or None)``.
-    WSCNN images get the target class's gradient saliency (``core.predict.predict_wscnn``,
+    WSCNN images get the target class's gradient saliency (``core.inference.predict.predict_wscnn``,
     tiled when ``tile`` is given); DeepYeast crops none."""
 
     lm = as_loaded(model)

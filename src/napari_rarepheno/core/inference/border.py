@@ -90,7 +90,7 @@ def decide_border(model, val, norm, device, margin: int, *, batch_size: int = 64
 
 
 class LazyBorder:
-    """:func:`pad_border` for images read tile by tile (``core.tiles.LazyImage``): the image
+    """:func:`pad_border` for images read tile by tile (``core.inference.tiling.LazyImage``): the image
     seen with ``margin`` px of background on each side, filled per channel with the median of
     the float image as ``predict_wscnn`` fills it (exact up to ``max_pixels``; bigger images:
     the median of every k-th row). ``read``

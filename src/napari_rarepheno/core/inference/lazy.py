@@ -80,8 +80,8 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     'bf16' (faster on CPUs with bf16 units, ~1e-2 relative deviation of the saliency).
     ``fast``: predict with :func:`inference_copy` (batch norm folded; same results up to
     float rounding). ``border``: as ``predict_wscnn``, add the model's border margin
-    (``core.border.border_margin``) of background around the field (read lazily:
-    ``core.border.LazyBorder``); ``class_maps`` then include the margin's units and
+    (``core.inference.border.border_margin``) of background around the field (read lazily:
+    ``core.inference.border.LazyBorder``); ``class_maps`` then include the margin's units and
     ``offset`` is relative to the field's own pixel (0, 0)."""
     model, meta = loaded.model, loaded.meta
     names = list(meta.class_names)

@@ -337,7 +337,7 @@ class Trainer:
         return max(int(n), 0)
 
     def _precise_bn(self, images: torch.Tensor, epoch: int) -> None:
-        """Batch-norm statistics from un-augmented training images (core.batchnorm); seeded
+        """Batch-norm statistics from un-augmented training images (core.training.batchnorm); seeded
         per epoch, the same images on every rank."""
         n = min(self.precise_bn_images(), len(images))
         if n:

@@ -1,7 +1,7 @@
 """WSCNN tasks: train on a labeled folder, evaluate classification and localisation.
 
 The folder contract is ``DATA/{train,val,test}/{negative,positive}/*`` with optional
-``DATA/<split>/objects.csv`` ground-truth boxes (see ``core.data.objects``).
+``DATA/<split>/objects.csv`` ground-truth boxes (see ``core.io.boxes``).
 """
 from __future__ import annotations
 
