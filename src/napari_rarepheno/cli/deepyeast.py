@@ -200,7 +200,7 @@ def _add_to_existing(sub, name: str, extra) -> None:
 def add_parser(sub, train_sub) -> None:
     p = sub.add_parser("simulate-yeast", help="synthetic two-channel yeast fields and crops (12 classes)")
     p.add_argument("data")
-    p.add_argument("--n-proteins", type=int, default=24, help="one field set per protein; class = protein % 12")
+    p.add_argument("--n-proteins", type=int, default=24, help="one field set per protein; class = protein %% 12")
     p.add_argument("--fields-per-protein", type=int, default=1)
     p.add_argument("--size", type=int, default=512, help="field side in px")
     p.add_argument("--seed", type=int, default=0)
