@@ -37,9 +37,12 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def save(name: str, result: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def save(name: str, result: dict, results: Path | None = None) -> Path:
+    """Write ``result`` and the machine description to ``results/NAME.json`` (default
+    benchmarks/results; the diagnostics in benchmarks/experiments pass their own folder)."""
+    results = results or RESULTS
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
     result = dict(result, machine=machine())
     path.write_text(json.dumps(result, indent=2, default=float))
     print(f"\nresults written to {path}")
