@@ -1,6 +1,5 @@
 """Hand-made features and the classical heads: synthetic checks and a real-data baseline."""
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +12,16 @@ from napari_rarepheno.core.classic.classifiers import (
     fit_linear,
 )
 from napari_rarepheno.core.classic.features import FeatureConfig, extract_features
+from napari_rarepheno.core.datasets.bundled import MITOSIS_CROPS, bundled
 from napari_rarepheno.core.errors import InputError
 
-MITOSIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
+MITOSIS = bundled(MITOSIS_CROPS)  # the real crops shipped in the package
 CLASSES = ("inter", "pro", "prometa", "meta", "earlyana", "lateana", "telo", "apo")
 SMALL_FOREST = ForestConfig(n_estimators=(50, 150), max_features=("sqrt", 0.25), min_samples_leaf=(1,))
 
 
 def load_mitosis(per_class: int | None = None):
     """Real crops as (N, 2, 64, 64) float32 (red = chromatin, green = tubulin), labels, Y of the centre."""
-    if not MITOSIS.is_dir():
-        pytest.fail(f"real data not found at {MITOSIS} (shared/ must sit beside the repository)")
     from PIL import Image
 
     crops, labels, ys = [], [], []

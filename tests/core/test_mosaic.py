@@ -5,11 +5,11 @@ import csv
 import json
 import shutil
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from napari_rarepheno.core.datasets.bundled import MITOSIS_CROPS, bundled
 from napari_rarepheno.core.datasets.mosaic import (
     MosaicConfig,
     build_mosaics,
@@ -20,8 +20,7 @@ from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.io.boxes import COLUMNS, read_objects
 from napari_rarepheno.core.io.images import read_png
 
-CROPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
-assert CROPS.is_dir(), f"mitosis crops not found at {CROPS}"
+CROPS = bundled(MITOSIS_CROPS)  # the real crops shipped in the package
 CFG = MosaicConfig(n_per_class=20, seed=1)
 
 

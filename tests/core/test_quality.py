@@ -1,6 +1,5 @@
 """Cell / non-cell filter on real HeLa crops (red = chromatin, green = tubulin)."""
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +10,14 @@ from napari_rarepheno.core.classic.quality import (
     QualityFilter,
     make_negative_crops,
 )
+from napari_rarepheno.core.datasets.bundled import MITOSIS_CROPS, bundled
 from napari_rarepheno.core.errors import InputError
 
-MITOSIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
+MITOSIS = bundled(MITOSIS_CROPS)  # the real crops shipped in the package
 
 
 def load_real(n_per_region: int, seed: int = 0):
     """Real crops from the top (Y < 500) and the bottom of the fields, all stages mixed."""
-    if not MITOSIS.is_dir():
-        pytest.fail(f"real data not found at {MITOSIS} (shared/ must sit beside the repository)")
     from PIL import Image
 
     files = sorted(MITOSIS.glob("*/*.png"))

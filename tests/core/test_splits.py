@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_rarepheno.core.datasets.bundled import MITOSIS_CROPS
 from napari_rarepheno.core.datasets.splits import (
     CellName,
     parse_cell_name,
@@ -19,12 +20,11 @@ from napari_rarepheno.core.datasets.splits import (
 )
 from napari_rarepheno.core.errors import InputError
 
-CROPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitosis-crops"
-def needs_crops(f):  # the real crops must be there (shared/ beside the repo); asserted below
+CROPS = MITOSIS_CROPS  # the real crops shipped in the package
+
+
+def needs_crops(f):
     return f
-
-
-assert CROPS.is_dir(), f"mitosis crops not found at {CROPS}"
 
 
 def test_parse_cell_name_and_region_key():
