@@ -1,15 +1,23 @@
 """Shared fixtures: isolated caches and model folders, tiny simulated data sets.
 
 Data sets are session-scoped (built once, read-only for the tests); anything a test
-writes goes to its own ``tmp_path``.
+writes goes to its own ``tmp_path``. Plain helper functions shared by several test
+modules are in ``tests/helpers.py`` (imported as ``helpers``).
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# pytest's default (prepend) import mode already puts this folder on sys.path for this
+# conftest; say so explicitly so that ``import helpers`` works under any import mode
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
 #: the tiny WSCNN simulation used by widget and demo tests (fast on 2 CPU cores)
 TINY_SIM = dict(height=96, width=128, grid=(3, 4), n_objects=(6, 10), size=(14, 18), rare_fraction=0.25)
@@ -82,4 +90,22 @@ def deepyeast_model(yeast_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("deepyeast-model") / "deepyeast.safetensors"
     train_deepyeast(yeast_data / "crops", out, DeepYeastOptions(width=0.25, val_split="random"),
                     TrainConfig(epochs=1, device="cpu", seed=0, batch_size=16))
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Random-weight model files (no training needed to test how files are refused):
+    ``"wscnn"`` (narrow, 1 channel) and ``"deepyeast"`` (12 classes). Read-only for the tests."""
+    from helpers import random_wscnn
+
+    from napari_rarepheno.core.io.modelfile import ModelMeta, save_model
+    from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
+    from napari_rarepheno.core.nets.registry import config_to_dict
+
+    root = tmp_path_factory.mktemp("models")
+    out = {"wscnn": random_wscnn(root / "wscnn.safetensors")}
+    cfg = DeepYeastConfig(widths=(8,) * 8, fc_widths=(16, 16))
+    out["deepyeast"] = save_model(root / "deepyeast.safetensors", DeepYeast(cfg),
+                                  ModelMeta("deepyeast", config_to_dict(cfg), [f"c{i}" for i in range(12)]))
     return out

@@ -11,18 +11,17 @@ door to it. Each case asserts
   model, no output folder, no ``.tmp`` left over).
 
 Inputs that are *accepted* (compressed TIFF, 16-bit, float, signed, constant images,
-non-image files in a class folder, unicode paths, duplicate names, huge fields) have
-their own table below, asserting the values read or the warning that names the file.
+non-image files in a class folder, unicode paths, duplicate names, huge fields) are
+tested in ``test_accepted_inputs.py``; a disk that fills up while writing in
+``test_disk_full.py``; the absence of network access in ``test_no_network.py``.
 
 Not-writable outputs: the tests run as root, for whom ``chmod`` stops nothing, so they
 are simulated (a) by putting the output under a regular FILE, (b) by making
 ``os.access`` deny writing to that folder, and (c) by making the write probe fail with
-``EROFS`` (read-only disk). Disk full is simulated by a writer that writes half the bytes
-and then raises ``OSError(ENOSPC)``.
+``EROFS`` (read-only disk).
 """
 from __future__ import annotations
 
-import csv
 import errno
 import os
 import pickle
@@ -34,62 +33,21 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-import tifffile
 import torch
-from PIL import Image
+from helpers import SIZE, noise, png, predict, random_wscnn, tif, tree, wscnn_meta
 
 from napari_rarepheno.cli import main
-from napari_rarepheno.core.errors import InputError, OutputError
+from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.io import images as imageio
 from napari_rarepheno.core.io.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
-from napari_rarepheno.core.io.folders import load_class_folders, load_wscnn_split
-from napari_rarepheno.core.io.modelfile import (
-    ModelMeta,
-    load_model,
-    read_tensors,
-    save_model,
-    write_tensors,
-)
-from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
-from napari_rarepheno.core.nets.registry import config_to_dict
+from napari_rarepheno.core.io.folders import load_class_folders
+from napari_rarepheno.core.io.modelfile import read_tensors, save_model, write_tensors
 from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
 
-SIZE = 64  # > the WSCNN's minimum input (46 px), small enough to be instant
 EPS = "%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"  # PostScript: Pillow would call Ghostscript
 
 
 # ------------------------------------------------------------------ builders
-def noise(seed: int, shape=(SIZE, SIZE), dtype=np.uint8) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if np.issubdtype(dtype, np.floating):
-        return rng.random(shape).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.integers(max(info.min, -1000), min(info.max, 60000), shape, endpoint=True).astype(dtype)
-
-
-def png(path: Path, arr: np.ndarray | None = None, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(noise(seed) if arr is None else arr).save(path)
-    return path
-
-
-def tif(path: Path, arr: np.ndarray, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, arr, **kw)
-    return path
-
-
-def tree(root: Path, n=(3, 3), split: str | None = "train", rgb_positive=False, size=SIZE) -> Path:
-    """root/[split/]{negative,positive}/ with n noise PNGs each; returns the split folder."""
-    base = root / split if split else root
-    for c, k in zip(("negative", "positive"), n):
-        for i in range(k):
-            seed = (0 if c == "negative" else 50) + i
-            arr = noise(seed, (size, size, 3) if (rgb_positive and c == "positive") else (size, size))
-            png(base / c / f"{c[:3]}_{i}.png", arr)
-    return base
-
-
 def data_with(tmp: Path, name: str, write: Callable[[Path], Any]) -> Path:
     """A valid training tree plus one bad file ``train/negative/<name>``; returns that file."""
     tree(tmp / "data")
@@ -111,29 +69,6 @@ def train(tmp: Path, *extra: str, epochs: str = "1", device: str = "cpu") -> lis
             "--epochs", epochs, "--device", device, "--quiet", *extra]
 
 
-def wscnn_meta(cfg: WSCNNConfig, **kw) -> ModelMeta:
-    return ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"], None,
-                     {"mean": [0.5] * cfg.in_channels, "std": [0.25] * cfg.in_channels}, **kw)
-
-
-def random_wscnn(path: Path, **meta_kw) -> Path:
-    torch.manual_seed(0)
-    cfg = WSCNNConfig(in_channels=1, widths=(8, 16, 16))  # narrow: instant to run
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_model(path, WSCNN(cfg), wscnn_meta(cfg, **meta_kw))
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    """Random-weight model files (no training needed to test how files are refused)."""
-    root = tmp_path_factory.mktemp("models")
-    out = {"wscnn": random_wscnn(root / "wscnn.safetensors")}
-    cfg = DeepYeastConfig(widths=(8,) * 8, fc_widths=(16, 16))
-    out["deepyeast"] = save_model(root / "deepyeast.safetensors", DeepYeast(cfg),
-                                  ModelMeta("deepyeast", config_to_dict(cfg), [f"c{i}" for i in range(12)]))
-    return out
-
-
 def model_variant(tmp: Path, models, make: Callable[[Path, Path], Any]) -> Path:
     """A broken copy of the random WSCNN (``make(src, dst)``) for predict to choke on."""
     bad = tmp / "models" / "bad.safetensors"
@@ -141,11 +76,6 @@ def model_variant(tmp: Path, models, make: Callable[[Path, Path], Any]) -> Path:
     make(models["wscnn"], bad)
     png(tmp / "in" / "a.png")
     return bad
-
-
-def predict(tmp: Path, model: Path, *inputs: str) -> list[str]:
-    return ["predict", str(model), *(inputs or [str(tmp / "in")]), "--out", str(tmp / "pred"),
-            "--device", "cpu", "--quiet"]
 
 
 def flip_bytes(at_fraction: float):
@@ -506,7 +436,7 @@ def test_bad_input(case: Case, tmp_path, models, capsys, monkeypatch):
     before = _tree(tmp_path)
     capsys.readouterr()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # skipped-file warnings are tested below
+        warnings.simplefilter("ignore")  # skipped-file warnings: test_accepted_inputs.py
         if case.cli:
             with pytest.raises(SystemExit) as e:
                 main(case.run(tmp_path, named, models))
@@ -523,281 +453,3 @@ def test_bad_input(case: Case, tmp_path, models, capsys, monkeypatch):
     assert str(named) in msg, f"message {msg!r} does not name {named}"
     assert _tree(tmp_path) == before, f"left behind: {sorted(_tree(tmp_path) - before)}"
     assert not (tmp_path / "models" / "EXECUTED").exists(), "the pickle was executed"
-
-
-# ------------------------------------------------------------------ accepted inputs
-def _roundtrip(write, expect):
-    def check(tmp: Path):
-        p = write(tmp)
-        x = imageio.read_image(p)
-        assert x.dtype == np.float32
-        np.testing.assert_allclose(x, expect, rtol=1e-6, atol=1e-7)
-    return check
-
-
-A16 = noise(10, dtype=np.uint16)
-F32 = noise(11, dtype=np.float32) * 100 - 50
-I16 = noise(12, dtype=np.int16)
-U8 = noise(13)
-
-ACCEPTED = {
-    "lzw_tiff": _roundtrip(lambda t: tif(t / "a.tif", A16, compression="lzw"), A16[None] / 65535.0),
-    "deflate_tiff": _roundtrip(lambda t: tif(t / "a.tif", A16, compression="zlib"), A16[None] / 65535.0),
-    "zstd_tiff": _roundtrip(lambda t: tif(t / "a.tif", U8, compression="zstd"), U8[None] / 255.0),
-    "uint16_png": _roundtrip(lambda t: png(t / "a.png", A16), A16[None] / 65535.0),
-    "float32_tiff_kept_as_is": _roundtrip(lambda t: tif(t / "a.tif", F32), F32[None]),
-    "int16_signed_tiff": _roundtrip(lambda t: tif(t / "a.tif", I16), I16[None] / 32767.0),
-    "rgb_png_channels_first": _roundtrip(lambda t: png(t / "a.png", np.stack([U8, U8 // 2, U8 // 3], -1)),
-                                         np.stack([U8, U8 // 2, U8 // 3]) / 255.0),
-    "hwc_tiff_channels_first": _roundtrip(lambda t: tif(t / "a.tif", np.stack([A16, A16 // 3], -1)),
-                                          np.stack([A16, A16 // 3]) / 65535.0),
-}
-
-
-@pytest.mark.parametrize("name", list(ACCEPTED))
-def test_accepted_image_kinds(name, tmp_path):
-    ACCEPTED[name](tmp_path)
-
-
-def test_constant_image_is_read_with_a_warning_naming_it(tmp_path):
-    p = tif(tmp_path / "blank field.tif", np.full((SIZE, SIZE), 700, np.uint16))
-    with pytest.warns(UserWarning, match=re.escape(str(p)) + r": image is constant \(every pixel 700\)"):
-        x = imageio.read_image(p)
-    assert np.allclose(x, 700 / 65535)
-    base = tree(tmp_path / "data")
-    png(base / "negative" / "blank.png", np.zeros((SIZE, SIZE), np.uint8))
-    with pytest.warns(UserWarning, match=r"1 constant image\(s\) \(every pixel equal, no signal\): "
-                      r"negative/blank\.png"):
-        s = load_wscnn_split(base)
-    assert len(s) == 7
-
-
-def test_non_image_files_are_skipped_with_a_warning_and_never_run(tmp_path):
-    """Decision: a non-image file in a class folder (notes, Thumbs.db, a script) is skipped
-    with a warning naming it, never opened as an image and never executed."""
-    base = tree(tmp_path / "data")
-    marker = tmp_path / "EXECUTED"
-    for name in ("evil.py", "__init__.py", "conftest.py"):
-        (base / "negative" / name).write_text(f"open({str(marker)!r}, 'w')\n")
-    (base / "positive" / "Thumbs.db").write_bytes(b"\0" * 10)
-    (base / "positive" / "plate2").mkdir()
-    png(base / "positive" / "plate2" / "x.png")
-    with pytest.warns(UserWarning) as rec:
-        s = load_wscnn_split(base)
-    text = "\n".join(str(w.message) for w in rec)
-    assert re.search(r"negative: skipped 3 non-image file\(s\): __init__\.py, conftest\.py, evil\.py", text)
-    assert "Thumbs.db" in text
-    assert re.search(r"positive: ignored 1 subfolder\(s\): plate2; images must sit directly", text)
-    assert len(s) == 6 and not marker.exists()
-
-
-def test_same_image_in_both_classes_is_reported(tmp_path):
-    base = tree(tmp_path / "data")
-    (base / "positive" / "copy.png").write_bytes((base / "negative" / "neg_1.png").read_bytes())
-    with pytest.warns(UserWarning, match=r"1 image\(s\) appear in two class folders with identical pixels "
-                      r"\(contradicting labels\): negative/neg_1\.png = positive/copy\.png"):
-        load_wscnn_split(base)
-
-
-def test_unicode_spaces_and_duplicate_names_in_predict(tmp_path, models):
-    """Paths with accents, CJK and spaces work end to end; inputs that share a file name
-    (two folders, two suffixes, two cases) get distinct outputs; the CSV is UTF-8."""
-    import csv
-
-    src = tmp_path / "données été" / "plaque 1"
-    files = [png(src / "puits A" / "img 1.png", seed=1), png(src / "puits B" / "img 1.png", seed=2),
-             tif(src / "puits B" / "img 1.tif", noise(3)), png(src / "細胞" / "Img 1.png", seed=4),
-             png(src / "細胞" / "img 1.png", seed=5)]
-    out = tmp_path / "résultats 1"
-    assert main(["predict", str(models["wscnn"]), str(src), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
-    with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    assert sorted(r["image"] for r in rows) == sorted(str(f) for f in files)
-    names = [r["name"] for r in rows]
-    assert len({n.casefold() for n in names}) == len(files), names
-    for n in names:
-        assert (out / f"{n}_saliency.tif").exists() and (out / f"{n}_mask.tif").exists()
-
-
-def test_huge_field_is_tiled_not_crashed(tmp_path, models, monkeypatch):
-    from napari_rarepheno.core.wscnn import predict_files as batch
-
-    monkeypatch.setattr(batch, "AUTO_TILE_PIXELS", 100 * 100)
-    monkeypatch.setattr(batch, "AUTO_TILE", 128)
-    p = png(tmp_path / "in" / "field.png", noise(9, (120, 200)))
-    with pytest.warns(UserWarning, match=re.escape(str(p)) + r": 120x200 px is too large to predict at once; tiling"):
-        batch.predict_wscnn_files(models["wscnn"], [tmp_path / "in"], tmp_path / "out", device="cpu")
-    assert tifffile.imread(tmp_path / "out" / "field_saliency.tif").shape == (120, 200)
-
-
-def test_auto_device_falls_back_to_cpu_without_cuda():
-    from napari_rarepheno.core.device import resolve_device
-
-    if torch.cuda.is_available():
-        assert resolve_device("auto").type == "cuda"
-    else:
-        assert resolve_device("auto").type in ("cpu", "mps")
-
-
-# ------------------------------------------------------------------ disk full
-def _tiny_trainer(out: Path, epochs: int):
-    from napari_rarepheno.core.inputs.normalize import Normalization
-    from napari_rarepheno.core.io.folders import ImageSet
-    from napari_rarepheno.core.training.augment import AugmentConfig
-    from napari_rarepheno.core.training.trainer import TrainConfig, Trainer
-
-    rng = np.random.default_rng(0)
-    imgs = rng.random((8, 1, 48, 48)).astype(np.float32)
-    data = ImageSet(imgs, np.arange(8) % 2, ["negative", "positive"], [Path(f"{i}.png") for i in range(8)])
-    cfg = WSCNNConfig(in_channels=1, widths=(8, 8, 8))
-    torch.manual_seed(0)
-    trainer = Trainer(WSCNN(cfg), ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"]),
-                      TrainConfig(epochs=epochs, batch_size=4, device="cpu", seed=0), AugmentConfig.none(),
-                      Normalization.fit(imgs), out=out)
-    return trainer, data
-
-
-def _disk_full_after(n_bytes_fraction=0.5):
-    """A safetensors writer that writes part of the file, then finds the disk full."""
-    from safetensors.torch import save as to_bytes
-
-    def save_file(tensors, filename, metadata=None):
-        data = to_bytes(tensors, metadata=metadata)
-        with open(filename, "wb") as fh:
-            fh.write(data[: int(len(data) * n_bytes_fraction)])
-        raise OSError(errno.ENOSPC, "No space left on device", str(filename))
-    return save_file
-
-
-def test_disk_full_during_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
-    import safetensors.torch
-
-    from napari_rarepheno.core.training.trainer import checkpoint_paths
-
-    out = tmp_path / "m.safetensors"
-    best, last, log = checkpoint_paths(out)
-    trainer, data = _tiny_trainer(out, epochs=2)
-
-    def fill_disk_after_epoch_1(p):
-        if p.stage == "epoch" and p.epoch == 1:
-            monkeypatch.setattr(safetensors.torch, "save_file", _disk_full_after())
-    trainer.callback = fill_disk_after_epoch_1
-    with pytest.raises(OutputError) as e:
-        trainer.fit(data, data)
-    msg = str(e.value)
-    assert re.search(r"could not write the model file: the disk is full; free some space .* --resume", msg), msg
-    assert str(best) in msg or str(last) in msg
-    # the epoch-1 checkpoints are intact and nothing half-written is left
-    monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([best.name, last.name, log.name]), \
-        list(tmp_path.iterdir())
-    _, doc = read_tensors(last)
-    assert doc["train_state"]["epoch"] == 1
-    assert load_model(best).meta.kind == "wscnn"
-    # ... and the run continues from there once there is space again
-    trainer2, _ = _tiny_trainer(out, epochs=2)
-    res = trainer2.fit(data, data, resume=True)
-    assert trainer2.start_epoch == 1 and len(res.history) == 2
-
-
-def test_disk_full_while_writing_the_log_keeps_the_previous_log(tmp_path, monkeypatch):
-    import builtins
-
-    from napari_rarepheno.core.training.trainer import checkpoint_paths
-
-    out = tmp_path / "m.safetensors"
-    _, _, log = checkpoint_paths(out)
-    trainer, data = _tiny_trainer(out, epochs=2)
-    real_open = builtins.open
-
-    def full_open(file, mode="r", *a, **kw):
-        fh = real_open(file, mode, *a, **kw)
-        if Path(str(file)).name.startswith(".m.log.csv.") and str(file).endswith(".tmp") and "w" in mode:
-            fh.write("epoch,partial")
-            fh.close()
-            raise OSError(errno.ENOSPC, "No space left on device", str(file))
-        return fh
-
-    def fill_disk_after_epoch_1(p):
-        if p.stage == "epoch" and p.epoch == 1:
-            monkeypatch.setattr(builtins, "open", full_open)
-    trainer.callback = fill_disk_after_epoch_1
-    with pytest.raises(OutputError, match=re.escape(str(log)) + r": could not write the training log: the disk is full"):
-        trainer.fit(data, data)
-    monkeypatch.undo()
-    rows = list(csv.DictReader(real_open(log)))
-    assert [r["epoch"] for r in rows] == ["1"]  # epoch 1's log, whole
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-
-
-def test_disk_full_while_exporting_an_image_keeps_the_old_file(tmp_path, monkeypatch):
-    old = tif(tmp_path / "mask.tif", np.ones((8, 8), np.uint8))
-    original = old.read_bytes()
-
-    def imwrite(path, data, **kw):
-        Path(path).write_bytes(b"II*\x00partial")
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-    monkeypatch.setattr(tifffile, "imwrite", imwrite)
-    with pytest.raises(OutputError, match=re.escape(str(old)) + r": could not write the image: the disk is full"):
-        imageio.write_tiff(old, np.zeros((8, 8), np.uint8), overwrite=True)
-    assert old.read_bytes() == original
-    assert [p.name for p in tmp_path.iterdir()] == ["mask.tif"]
-    with pytest.raises(OutputError, match=r"file exists; use --overwrite"):
-        imageio.write_tiff(old, np.zeros((8, 8), np.uint8))
-
-
-def test_model_whose_header_length_starts_with_0x80_or_PK_still_loads(tmp_path):
-    """The pickle sniffing must not refuse real model files: the first bytes are the
-    little-endian header length, which can start with 0x80 (a pickle's first byte) or
-    spell 'PK' (a zip's) for a 19,280-byte header."""
-    import json
-    import struct
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save
-
-    src = random_wscnn(tmp_path / "src.safetensors")
-    with safe_open(str(src), framework="pt") as f:
-        meta = f.metadata()
-    tensors = load_file(str(src))
-
-    def with_pad(pad: int) -> bytes:
-        doc = json.loads(meta["rarepheno"])
-        doc["meta"]["training"]["pad"] = "x" * pad
-        return save(tensors, metadata={**meta, "rarepheno": json.dumps(doc)})
-
-    n0 = struct.unpack("<Q", with_pad(0)[:8])[0]
-    for start, target in ((b"\x80", n0 + (0x80 - n0) % 256), (b"PK", 0x4B50)):
-        for pad in range(max(0, target - n0 - 16), target - n0 + 16):
-            data = with_pad(pad)
-            if data.startswith(start):
-                break
-        else:
-            pytest.fail(f"could not build a header starting with {start!r}")
-        p = tmp_path / "m.safetensors"
-        p.write_bytes(data)
-        assert load_model(p).meta.kind == "wscnn"
-
-
-# ------------------------------------------------------------------ safety
-_NETWORK = re.compile(r"^\s*(import|from)\s+(urllib|http\.client|requests|httpx|socket|ftplib|aiohttp|pooch|"
-                      r"huggingface_hub)\b|torch\.hub|urlopen\(", re.M)
-
-
-def test_no_network_access_anywhere(tmp_path, models, monkeypatch):
-    """Statically: no module of the package imports a network client. At run time: a
-    predict run with every socket connection refused still works."""
-    import socket
-
-    import napari_rarepheno
-
-    pkg = Path(napari_rarepheno.__file__).parent
-    offenders = [str(p.relative_to(pkg)) for p in pkg.rglob("*.py") if _NETWORK.search(p.read_text("utf-8"))]
-    assert offenders == []
-
-    def no_network(*a, **k):
-        raise AssertionError("network access attempted")
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    png(tmp_path / "in" / "a.png")
-    assert main(predict(tmp_path, models["wscnn"])) == 0
