@@ -2,7 +2,8 @@
 
 The test launches this same file twice: once with ``python -m torch.distributed.run
 --nproc_per_node=2`` and once as a plain single process, both through the one
-:class:`~napari_rarepheno.core.training.trainer.Trainer`, on the same tiny in-memory task.
+:class:`~napari_rarepheno.core.training.trainer.Trainer`, on the same tiny in-memory task
+(``helpers.blob_set`` and ``helpers.make_trainer``, shared with ``test_train.py``).
 
 Why a tolerance and not bit-equality: each rank takes half of every global batch, batch
 norm pools the per-rank statistics over gloo (``distributed.sync_batchnorm_cpu``) and DDP
@@ -22,36 +23,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import blob_set, make_trainer
 
 WORLD = 2
 EPOCHS = 3
+#: the launched processes run this file as a script: they need this folder to import helpers
+TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
-def blob_set(n=32, size=64, seed=0):
-    """Positives hold one bright 6x6 square at a random place; negatives only noise."""
-    from napari_rarepheno.core.io.folders import ImageSet
-
-    rng = np.random.default_rng(seed)
-    imgs = rng.normal(0.1, 0.03, (n, 1, size, size)).astype(np.float32)
-    labels = np.arange(n) % 2
-    for i in np.flatnonzero(labels):
-        y, x = rng.integers(4, size - 10, 2)
-        imgs[i, 0, y:y + 6, x:x + 6] = 1.0
-    return ImageSet(imgs, labels, ["negative", "positive"], [f"img{i}.png" for i in range(n)])
-
-
-def worker(model_out: Path, result_dir: Path) -> None:
-    """One training run (one rank under torchrun, or the single-process reference)."""
+def worker(out_dir: Path, result_dir: Path) -> None:
+    """One training run (one rank under torchrun, or the single-process reference),
+    writing ``out_dir/model.safetensors``."""
     import torch
 
-    from napari_rarepheno.core.inputs.normalize import Normalization
-    from napari_rarepheno.core.io.modelfile import ModelMeta
-    from napari_rarepheno.core.nets.registry import config_to_dict
-    from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
     from napari_rarepheno.core.training import trainer as train_mod
-    from napari_rarepheno.core.training.augment import AugmentConfig
 
     torch.set_num_threads(1)  # torchrun's default per rank; the same for the reference run
     rank = int(os.environ.get("RANK", "0"))
@@ -67,18 +53,12 @@ def worker(model_out: Path, result_dir: Path) -> None:
     train_mod.save_model = count("model", save_model)
     train_mod.write_tensors = count("state", write_tensors)
 
-    data, val = blob_set(), blob_set(seed=1)
-    cfg = WSCNNConfig(in_channels=1)
-    meta = ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"])
     # lr pinned: the tolerances above were measured at 1e-3. At the WSCNN recipe's 3e-4 one
     # batch-norm bias ended 5.6e-3 apart (relative): its norm stays small while AdamW's
     # normalised steps do not shrink with the gradient, so summation-order noise weighs more.
     # Still >100x below a real divergence, but outside the margin measured here.
-    tc = train_mod.TrainConfig(epochs=EPOCHS, batch_size=8, seed=3, device="cpu", precision="fp32", lr=1e-3)
-    torch.manual_seed(3)
-    trainer = train_mod.Trainer(WSCNN(cfg), meta, tc, AugmentConfig(), Normalization.fit(data.images),
-                                out=model_out)
-    res = trainer.fit(data, val)
+    trainer, data = make_trainer(out_dir, epochs=EPOCHS, device="cpu", precision="fp32", lr=1e-3)
+    res = trainer.fit(data, blob_set(seed=1))
     state = {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
     torch.save(state, result_dir / f"weights_rank{rank}.pt")
     (result_dir / f"result_rank{rank}.json").write_text(json.dumps({
@@ -91,7 +71,8 @@ def worker(model_out: Path, result_dir: Path) -> None:
 
 
 def _launch(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -113,8 +94,8 @@ def test_ddp_gloo_matches_single_process(tmp_path):
         (d / "out").mkdir(parents=True)
         (d / "res").mkdir()
     ddp = _launch(["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}", str(here),
-                   "--worker", str(ddp_dir / "out" / "model.safetensors"), str(ddp_dir / "res")], tmp_path)
-    ref = _launch([str(here), "--worker", str(ref_dir / "out" / "model.safetensors"), str(ref_dir / "res")],
+                   "--worker", str(ddp_dir / "out"), str(ddp_dir / "res")], tmp_path)
+    ref = _launch([str(here), "--worker", str(ref_dir / "out"), str(ref_dir / "res")],
                   tmp_path)
     _finish(ref, "single-process training")
     _finish(ddp, "torchrun training")
@@ -154,4 +135,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         worker(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
-        sys.exit("usage: test_ddp.py --worker MODEL_OUT RESULT_DIR (launched by the test)")
+        sys.exit("usage: test_ddp.py --worker OUT_DIR RESULT_DIR (launched by the test)")

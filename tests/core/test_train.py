@@ -3,13 +3,12 @@ import copy
 import csv
 import math
 
-import numpy as np
 import pytest
 import torch
+from helpers import blob_set, make_trainer
 
 from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.inputs.normalize import Normalization
-from napari_rarepheno.core.io.folders import ImageSet
 from napari_rarepheno.core.io.modelfile import ModelMeta, load_model, read_tensors
 from napari_rarepheno.core.nets.registry import config_to_dict
 from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
@@ -21,27 +20,6 @@ from napari_rarepheno.core.training.trainer import (
     _seed_for,
     checkpoint_paths,
 )
-
-
-def blob_set(n=32, size=64, seed=0):
-    """Positives hold one bright 6x6 square at a random place; negatives only noise."""
-    rng = np.random.default_rng(seed)
-    imgs = rng.normal(0.1, 0.03, (n, 1, size, size)).astype(np.float32)
-    labels = np.arange(n) % 2
-    for i in np.flatnonzero(labels):
-        y, x = rng.integers(4, size - 10, 2)
-        imgs[i, 0, y:y + 6, x:x + 6] = 1.0
-    return ImageSet(imgs, labels, ["negative", "positive"], [f"img{i}.png" for i in range(n)])
-
-
-def make_trainer(tmp_path, epochs=4, **kw):
-    data = blob_set()
-    cfg = WSCNNConfig(in_channels=1)
-    meta = ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"])
-    tc = TrainConfig(epochs=epochs, batch_size=8, seed=3, **kw)
-    out = tmp_path / "model.safetensors" if tmp_path else None
-    torch.manual_seed(3)  # weights are initialised when the network is built
-    return Trainer(WSCNN(cfg), meta, tc, AugmentConfig(), Normalization.fit(data.images), out=out), data
 
 
 def test_learns_trivially_separable_set(tmp_path):
