@@ -1,6 +1,9 @@
-"""`make bench`: every benchmark in one run (see docs/performance.md for the timings).
+"""`make bench`: every benchmark in one run (see docs/performance.md for the numbers).
 
     python benchmarks/run_all.py [--quick]
+
+Each script writes its current result to benchmarks/results/. The one-off diagnostics in
+benchmarks/experiments/ are not run here (docs/history.md has what they decided).
 """
 import subprocess
 import sys
