@@ -13,12 +13,12 @@ from napari_rarepheno.core.deepyeast.data import (
     fit_size,
     holdout,
     load_crops,
-    scale_crops,
 )
 from napari_rarepheno.core.deepyeast.evaluate import evaluate_deepyeast
 from napari_rarepheno.core.deepyeast.fields import classify_field
 from napari_rarepheno.core.deepyeast.train import train_deepyeast
 from napari_rarepheno.core.errors import InputError
+from napari_rarepheno.core.inputs.normalize import Normalization
 from napari_rarepheno.core.io.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
 from napari_rarepheno.core.io.images import write_png
 from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
@@ -206,10 +206,11 @@ def test_classify_field_with_labels_centroids_or_segmentation(yeast):
 def test_crop_scaling_and_fine_tuning_to_new_classes(yeast, tmp_path):
     root, res = yeast
     x = load_crops(root / "test").images[:4]
-    y = scale_crops(x, "percentile")
+    pct = Normalization(scale="percentile", scale_percentiles=(1.0, 99.9))
+    y = pct.scale_samples(x)
     np.testing.assert_allclose(np.percentile(y, 99.9, axis=(2, 3)), 1, atol=1e-5)
-    np.testing.assert_allclose(scale_crops(3 * x + 0.01, "percentile"), y, atol=1e-4)  # brightness-free
-    assert scale_crops(x, None) is x
+    np.testing.assert_allclose(pct.scale_samples(3 * x + 0.01), y, atol=1e-4)  # brightness-free
+    np.testing.assert_array_equal(Normalization().scale_samples(x), x)
     new = tmp_path / "new"
     new.mkdir()
     for cls in ("vacuole", "spindle_pole"):

@@ -17,7 +17,7 @@ from ..inputs.normalize import Normalization
 from ..io.images import to_float
 from ..io.modelfile import LoadedModel, as_loaded
 from ..nets.folding import inference_model
-from .data import DeepYeastOptions, fit_size, scale_crops
+from .data import DeepYeastOptions, fit_size
 
 LAYERS = tuple(f"conv{i}" for i in range(1, 9)) + ("fc1", "fc2", "logits")
 
@@ -40,7 +40,7 @@ def _prepare(lm: LoadedModel, crops) -> np.ndarray:
     if x.shape[1] != lm.model.config.in_channels:
         raise InputError(f"the model expects {lm.model.config.in_channels} channel(s) but the crops have "
                          f"{x.shape[1]}; choose them with --channels")
-    return scale_crops(fit_size(x, lm.model.config.input_size), lm.meta.training.get("input", {}).get("crop_scale"))
+    return Normalization.of_model(lm.meta).scale_samples(fit_size(x, lm.model.config.input_size))
 
 
 def classify_crops(loaded, crops, *, device: str = "auto", batch_size: int = 256,
@@ -59,7 +59,7 @@ def classify_crops(loaded, crops, *, device: str = "auto", batch_size: int = 256
     amp = resolve_precision(precision, dev)
     lm.model.to(dev)
     net = inference_model(lm, dev)
-    norm = Normalization.from_dict(lm.meta.normalization)
+    norm = Normalization.of_model(lm.meta)
     return evaluate_arrays(net, x, None, norm, dev, batch_size, amp, True)["probabilities"]
 
 
@@ -72,7 +72,7 @@ def embed_crops(loaded, crops, layer: str = "fc1", *, device: str = "auto", batc
     x = _prepare(lm, crops)
     dev = resolve_device(device)
     model = lm.model.to(dev).eval()
-    norm = Normalization.from_dict(lm.meta.normalization)
+    norm = Normalization.of_model(lm.meta)
     out = []
     with torch.no_grad():
         for s in range(0, len(x), batch_size):

@@ -43,7 +43,8 @@ class DeepYeastOptions:
     augment: AugmentConfig = field(default_factory=AugmentConfig.deepyeast)
     input_size: int = 64
     width: float = 1.0                             # < 1 shrinks every layer (tests, demos); 1 = paper
-    crop_scale: str | None = None                  # None (paper) | 'percentile': each crop's channels to 1..99.9%
+    crop_scale: str | None = None                  # None (paper) | 'percentile': each crop's channels scaled
+    scale_percentiles: tuple[float, float] = (1.0, 99.8)  # ... from these percentiles to 0..1 (model-stored)
 
 
 # ------------------------------------------------------------------------ loading
@@ -60,19 +61,6 @@ def fit_size(images: np.ndarray, size: int, where=None) -> np.ndarray:
     ch, cw = min(h, size), min(w, size)
     out[:, :, dy:dy + ch, dx:dx + cw] = images[:, :, sy:sy + ch, sx:sx + cw]
     return out
-
-
-def scale_crops(images: np.ndarray, how: str | None) -> np.ndarray:
-    """Per-crop, per-channel intensity scaling applied before the stored normalisation:
-    None keeps intensities (the paper); 'percentile' maps each crop channel's 1st..99.9th
-    percentile to 0..1, so brightness differences between proteins/fields do not count."""
-    if not how:
-        return images
-    if how != "percentile":
-        raise InputError(f"crop scaling must be 'percentile' or none, got {how!r}")
-    x = images.astype(np.float32, copy=False)
-    lo, hi = np.percentile(x, (1.0, 99.9), axis=(2, 3), keepdims=True).astype(np.float32)
-    return (x - lo) / np.maximum(hi - lo, 1e-4)
 
 
 def load_crops(path: str | Path, opts: DeepYeastOptions | None = None, callback: ProgressCallback = None) -> ImageSet:

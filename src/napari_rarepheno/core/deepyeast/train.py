@@ -14,7 +14,7 @@ from ..nets.deepyeast import DeepYeast, DeepYeastConfig
 from ..nets.registry import config_to_dict
 from ..progress import CancelToken, ProgressCallback
 from ..training.trainer import TrainConfig, Trainer, TrainResult
-from .data import DeepYeastOptions, align_labels, holdout, load_crops, scale_crops
+from .data import DeepYeastOptions, align_labels, holdout, load_crops
 
 
 def build_deepyeast(train: ImageSet, opts: DeepYeastOptions) -> tuple[DeepYeast, ModelMeta]:
@@ -28,12 +28,13 @@ def build_deepyeast(train: ImageSet, opts: DeepYeastOptions) -> tuple[DeepYeast,
 
 def _init_from(model: DeepYeast, path, crop_scale: str | None) -> Normalization:
     """Copy weights from a DeepYeast model file; a different number of classes re-starts
-    only the output layer (fine-tuning to new classes). The inputs must be prepared alike."""
+    only the output layer (fine-tuning to new classes). The inputs must be prepared alike:
+    the new crops are normalised with that model's normalisation."""
     prev = load_model(path, expect_kind="deepyeast")
     a, b = prev.model.config, model.config
     if (a.in_channels, a.input_size, a.widths, a.fc_widths) != (b.in_channels, b.input_size, b.widths, b.fc_widths):
         raise InputError(f"cannot start from this model: it was built for {a}, the data and options need {b}", path)
-    was = prev.meta.training.get("input", {}).get("crop_scale")
+    was = Normalization.of_model(prev.meta).scale
     if was != crop_scale:
         raise InputError(f"cannot start from this model: it was trained with crop scaling {was or 'none'}, "
                          f"this run uses {crop_scale or 'none'}", path)
@@ -41,7 +42,7 @@ def _init_from(model: DeepYeast, path, crop_scale: str | None) -> Normalization:
     if a.n_classes != b.n_classes:
         state = {k: v for k, v in state.items() if not k.startswith("out.")}
     model.load_state_dict(state, strict=a.n_classes == b.n_classes)
-    return Normalization.from_dict(prev.meta.normalization)
+    return Normalization.of_model(prev.meta)
 
 
 def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYeastOptions | None = None,
@@ -65,13 +66,14 @@ def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYea
         train, val = holdout(train, opts.val_split, opts.val_fraction, cfg.seed)
     if len(train.class_names) < 2:
         raise InputError("need at least 2 classes (class folders) to train a classifier", train_dir)
-    train.images = scale_crops(train.images, opts.crop_scale)
-    if val is not None:
-        val.images = scale_crops(val.images, opts.crop_scale)
     torch.manual_seed(cfg.seed)  # the initial weights too are a function of the seed
     model, meta = build_deepyeast(train, opts)
     norm = _init_from(model, init_from, opts.crop_scale) if init_from is not None else \
-        Normalization.fit(train.images, opts.clip_percentiles, seed=cfg.seed)
+        Normalization.fit(train.images, opts.clip_percentiles, seed=cfg.seed, scale=opts.crop_scale,
+                          scale_percentiles=opts.scale_percentiles)
+    train.images = norm.scale_samples(train.images)  # each crop by its own percentiles (model-stored)
+    if val is not None:
+        val.images = norm.scale_samples(val.images)
     meta.normalization = norm.to_dict()
     meta.training.update(data=str(train_dir), n_train=len(train), val=str(val_dir) if val_dir else opts.val_split,
                          input={"channel_files": opts.channel_files, "group_regex": opts.group_regex,

@@ -131,7 +131,7 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
 
 
     model = lm.model
-    xn = norm.apply_torch(torch.from_numpy(np.ascontiguousarray(x)).to(dev).float()).requires_grad_(True)
+    xn = norm.apply_torch(torch.from_numpy(norm.scale_samples(x)).to(dev)).requires_grad_(True)
     with eval_mode(model), torch.enable_grad():
         feats = model.features(xn)
         maps = model.classifier(feats).float()
@@ -146,7 +146,7 @@ def collect_wscnn(lm, files, cfg: GalleryConfig, device, callback: ProgressCallb
 
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "wscnn")
-    norm = Normalization.from_dict(lm.meta.normalization)
+    norm = Normalization.of_model(lm.meta)
     offset, stride = feature_geometry(lm.model)
     radius = max(float(stride), cfg.crop_size * 3 / 8)
     crops, feats, rows = [], [], []

@@ -10,9 +10,9 @@ models: :func:`decide_border`) and stored in ``meta.training["border_margin"]``.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from ..inputs.normalize import SAMPLE_PIXELS, sample_rows
 
 
 def border_margin(loaded, recorded: bool = True) -> int:
@@ -82,8 +82,8 @@ def decide_border(model, val, norm, device, margin: int, *, batch_size: int = 64
     from .arrays import evaluate_arrays  # deferred: loads torch
 
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    row = {}
-    for name, images in (("plain", val.images), ("border", pad_border(val.images, margin))):
+    row, scaled = {}, norm.scale_samples(val.images)
+    for name, images in (("plain", scaled), ("border", pad_border(scaled, margin))):
         e = evaluate_arrays(model, images, val.labels, norm, dev, batch_size)
         row.update({f"val_loss_{name}": e["loss"], f"val_accuracy_{name}": e["accuracy"]})
     return border_decision(row, margin)
@@ -96,14 +96,12 @@ class LazyBorder:
     the median of every k-th row). ``read``
     takes windows in padded coordinates, as ``LazyImage.read`` does in its own."""
 
-    def __init__(self, img, margin: int, max_pixels: int = 4_000_000):
+    def __init__(self, img, margin: int, max_pixels: int = SAMPLE_PIXELS):
         C, H, W = img.shape
         self.img, self.margin = img, int(margin)
         self.shape = (C, H + 2 * self.margin, W + 2 * self.margin)
-        step = max(1, math.ceil(H * W / max_pixels))
-        band = max(1, max_pixels // max(W, 1)) if step == 1 else 1
-        rows = np.concatenate([img.read(y, min(y + band, H), 0, W) for y in range(0, H, step * band)], axis=1)
-        self.fill = np.median(rows, axis=(-2, -1)).astype(np.float32)  # as predict_wscnn: of the float image
+        # as predict_wscnn: the median of the (scaled) float image
+        self.fill = np.median(sample_rows(img.read, (C, H, W), max_pixels), axis=1).astype(np.float32)
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Window in padded coordinates, float32 (C, h, w) as ``LazyImage.read``."""

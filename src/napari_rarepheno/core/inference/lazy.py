@@ -93,13 +93,15 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     if min(H, W) < model.min_input_size:
         m = model.min_input_size
         raise InputError(f"image is {H}x{W} px, smaller than the network's minimum input of {m}x{m} px")
+    nrm = norm if norm is not None else Normalization.of_model(meta)
+    if nrm.scale is not None:  # per-image scaling with the whole field's percentiles, measured once
+        img = ScaledImage(img, nrm)
     margin = border_margin(loaded) if border else 0
     if margin:
         img, (H0, W0) = LazyBorder(img, margin), (H, W)
         H, W = img.shape[1:]
     dev = as_device(device)
     amp = resolve_precision(precision, dev)
-    nrm = norm if norm is not None else Normalization.from_dict(meta.normalization)
     t = positive_index(names) if target is None else int(target)
     offset, stride = unit_geometry(model)
     K = int(model.config.n_classes)
@@ -174,6 +176,19 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     probs = torch.softmax(maps.amax(dim=(2, 3)), 1)[0].numpy().astype(np.float32)
     return LazyPrediction(probs, maps[0].numpy(), out if saliency else None, names, offset - margin, stride,
                           len(rows) * len(cols))
+
+
+class ScaledImage:
+    """A lazily read image seen through the model's per-image intensity scaling: the
+    percentiles of the whole image (:func:`~..inputs.normalize.sample_ranges`, measured once)
+    applied to every window, as :meth:`Normalization.scale_samples` does to an image in memory."""
+
+    def __init__(self, img, norm: Normalization):
+        self.img, self.norm, self.shape = img, norm, img.shape
+        self.ranges = norm.ranges(img)
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        return self.norm.scale_window(self.img.read(y0, y1, x0, x1), self.ranges)
 
 
 def _channel_selection(model, meta, image) -> list[int] | None:

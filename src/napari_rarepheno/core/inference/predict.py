@@ -62,10 +62,11 @@ def prepare_image(loaded, image: np.ndarray, path=None) -> np.ndarray:
 
 
 def _norm(loaded, norm: Normalization | None) -> Normalization:
-    return norm if norm is not None else Normalization.from_dict(loaded.meta.normalization)
+    return norm if norm is not None else Normalization.of_model(loaded.meta)
 
 
 def _to_input(images: np.ndarray, norm: Normalization, dev: torch.device) -> torch.Tensor:
+    """Scaled (and border-padded) images -> the standardised network input on ``dev``."""
     x = norm.apply_torch(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(dev))
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
@@ -90,9 +91,10 @@ def check_batch(loaded, images: np.ndarray) -> np.ndarray:
 
 def classify_batch(loaded, images: np.ndarray, batch_size: int = 16, device: str | torch.device = "cpu",
                    norm: Normalization | None = None) -> np.ndarray:
-    """Class probabilities (N, K) float32 of same-sized (N, C, H, W) images."""
-    images = pad_border(check_batch(loaded, np.asarray(images)), border_margin(loaded))
+    """Class probabilities (N, K) float32 of same-sized (N, C, H, W) images (as read: the
+    model's normalisation, per-image scaling included, is applied here)."""
     dev, nrm = as_device(device), _norm(loaded, norm)
+    images = pad_border(nrm.scale_samples(check_batch(loaded, np.asarray(images))), border_margin(loaded))
     loaded.model.to(dev)
     model = inference_model(loaded, dev)
     out = []
@@ -111,8 +113,8 @@ def saliency_batch(loaded, images: np.ndarray, *, device: str | torch.device = "
     if not saliency:
         return classify_batch(loaded, images, batch_size, device, norm), None
     margin = border_margin(loaded)
-    images = pad_border(check_batch(loaded, np.asarray(images)), margin)
     dev, nrm = as_device(device), _norm(loaded, norm)
+    images = pad_border(nrm.scale_samples(check_batch(loaded, np.asarray(images))), margin)
     loaded.model.to(dev)
     model = inference_model(loaded, dev)
     t = positive_index(loaded.meta.class_names) if target is None else target
@@ -125,7 +127,6 @@ def saliency_batch(loaded, images: np.ndarray, *, device: str | torch.device = "
     return np.concatenate(probs).astype(np.float32), np.concatenate(sals).astype(np.float32)
 
 
-# ------------------------------------------------------------------- tiling
 # ---------------------------------------------------------------- one image
 @dataclass
 class WSCNNPrediction:
@@ -140,7 +141,6 @@ class WSCNNPrediction:
         return self.class_names[int(np.argmax(self.probabilities))]
 
 
-
 def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile: int | None = None,
                   overlap: int | None = None, device: str | torch.device = "cpu", saliency_mode: str = "map",
                   target: int | None = None, norm: Normalization | None = None, path=None,
@@ -152,7 +152,8 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     once); ``overlap`` defaults to the smallest exact overlap plus one stride (80 px for the
     paper's network). ``target``: the class whose evidence saliency shows (default: the
     class named 'positive', else the last). ``border``: add :func:`border_margin` of
-    background around the image first (False: the image as it is)."""
+    background around the image first (False: the image as it is). The image is as read:
+    the model's normalisation (per-image scaling included) is applied here."""
     model, names = loaded.model, list(loaded.meta.class_names)
     if saliency_mode not in SALIENCY_MODES:
         raise InputError(f"unknown saliency mode {saliency_mode!r}; choose one of {', '.join(SALIENCY_MODES)}")
@@ -160,41 +161,40 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
         cancel.raise_if_cancelled()
     img = prepare_image(loaded, image_chw, path)
     margin = border_margin(loaded) if border else 0
-    img = pad_border(img, margin)
     dev, nrm = as_device(device), _norm(loaded, norm)
     model.to(dev)
-    net = inference_model(loaded, dev)  # computes; ``model`` keeps describing the geometry
     t = positive_index(names) if target is None else int(target)
-    H, W = img.shape[1:]
-    n_tiles = 1
-    if tile is not None and max(H, W) > int(tile):
-        # exact tiles (head='max' only), streamed; the border was added above
+    if tile is not None and max(img.shape[1:]) + 2 * margin > int(tile):
+        # exact tiles (head='max' only), streamed: the one tiled path (scaling and border included)
         lazy = predict_wscnn_lazy(loaded, img, tile=int(tile), overlap=overlap, saliency=saliency, device=dev,
                                   saliency_mode=saliency_mode, target=t, norm=nrm, callback=callback,
-                                  cancel=cancel, border=False)
-        maps, sal, n_tiles = torch.from_numpy(lazy.class_maps)[None], lazy.saliency, lazy.n_tiles
-        logits = maps.amax(dim=(2, 3))
+                                  cancel=cancel, border=border)
+        probs = lazy.probabilities
+        cams = upsample_maps(torch.from_numpy(lazy.class_maps)[None], img.shape[1:], lazy.offset, lazy.stride)
+        return WSCNNPrediction(probs, cams[0].numpy().astype(np.float32), lazy.saliency, names, lazy.n_tiles)
+    img = pad_border(nrm.scale_samples(img), margin)
+    net = inference_model(loaded, dev)  # computes; ``model`` keeps describing the geometry
+    H, W = img.shape[1:]
+    size = getattr(model.config, "input_size", None)
+    if getattr(model.config, "head", "max") == "fc" and tuple(size) != (H, W):
+        raise InputError(f"this model (head='fc') only takes {size[0]}x{size[1]} px images, got {H}x{W}", path)
+    x = _to_input(img[None], nrm, dev)
+    if saliency:
+        maps, s = maps_and_saliency(net, x, t, saliency_mode)
+        sal = s[0].cpu().numpy().astype(np.float32)
     else:
-        size = getattr(model.config, "input_size", None)
-        if getattr(model.config, "head", "max") == "fc" and tuple(size) != (H, W):
-            raise InputError(f"this model (head='fc') only takes {size[0]}x{size[1]} px images, got {H}x{W}", path)
-        x = _to_input(img[None], nrm, dev)
-        if saliency:
-            maps, s = maps_and_saliency(net, x, t, saliency_mode)
-            sal = s[0].cpu().numpy().astype(np.float32)
-        else:
-            with eval_mode(net), torch.no_grad():
-                maps = net.class_maps(x).float()
-            sal = None
         with eval_mode(net), torch.no_grad():
-            logits = net.pool(maps).float()
-        if callback is not None:
-            callback(Progress(stage="item", batch=1, n_batches=1, message="whole image"))
+            maps = net.class_maps(x).float()
+        sal = None
+    with eval_mode(net), torch.no_grad():
+        logits = net.pool(maps).float()
+    if callback is not None:
+        callback(Progress(stage="item", batch=1, n_batches=1, message="whole image"))
     probs = torch.softmax(logits.float(), 1)[0].cpu().numpy().astype(np.float32)
     offset, stride = unit_geometry(model)
     cams = upsample_maps(maps.float().cpu(), (H, W), offset, stride)[0].numpy().astype(np.float32)
     cams, sal = crop_border(cams, margin), (None if sal is None else crop_border(sal, margin))
-    return WSCNNPrediction(probs, cams, sal, names, n_tiles)
+    return WSCNNPrediction(probs, cams, sal, names, 1)
 
 
 __all__ = ["WSCNNPrediction", "predict_wscnn", "classify_batch", "saliency_batch", "prepare_image", "check_batch"]

@@ -1,17 +1,37 @@
-"""Input normalisation stored in the model file (so prediction matches training).
+"""The input normalisation stored in every model file, applied the same way on every path.
 
-``mode='mean'`` is the papers' training-mean subtraction (per channel, divided by the
-per-channel std so learning rates transfer between 8-bit, 16-bit and float data).
-Optional per-channel percentile clipping (as DeepLoc does) is applied first.
-A per-channel mean rather than a full mean image keeps one model valid for any field
-size (tiled prediction of big fields); with the papers' random translations the
-pixel-wise training mean is nearly flat anyway.
+Two steps, both recorded in the model (``meta.normalization``):
+
+1. **Per-sample intensity scaling** (``scale``), on the arrays before anything else: with
+   ``scale='percentile'`` each sample's channels are mapped so that their
+   ``scale_percentiles`` (default 1st and 99.8th) become 0 and 1. A *sample* is what the
+   network classifies: a crop for DeepYeast, a whole image or field for WSCNN (a tiled or
+   lazily read field is scaled with the percentiles of the whole field, measured once,
+   :func:`sample_ranges`). Brightness, offset and exposure differences between plates,
+   movies and microscopes disappear here, and crops cut from a raw field look like curated
+   crops that were contrast-stretched one by one (``docs/performance.md``, transfer).
+   ``scale=None`` keeps the intensities (the papers; models written before this field).
+2. **Per-channel statistics** (``mean``/``std``, optional clipping as DeepLoc does),
+   measured on the scaled training data and applied on the device (:meth:`apply_torch`).
+   A per-channel mean rather than a mean image keeps one model valid for any field size.
+
+Every path goes through :meth:`Normalization.scale_samples` (in-memory crops and images) or
+:meth:`Normalization.scale_window` with the field's :func:`sample_ranges` (tiles), then
+:meth:`apply_torch`: training crops, validation images, crops cut from fields, mosaics,
+whole fields and tiles. ``tests/core/test_normalize.py`` checks that a crop cut from a
+field and the same crop on its own reach the network identically.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+SCALES = (None, "percentile")
+#: pixels per channel read to measure a big field's percentiles (bigger fields: every k-th row band)
+SAMPLE_PIXELS = 4_000_000
+_EPS = 1e-6
 
 
 @dataclass
@@ -20,25 +40,75 @@ class Normalization:
     std: list[float] = field(default_factory=list)
     clip_percentiles: tuple[float, float] | None = None
     clip_values: list[tuple[float, float]] | None = None  # per channel, measured on training data
+    scale: str | None = None                               # per-sample scaling: None | 'percentile'
+    scale_percentiles: tuple[float, float] = (1.0, 99.8)
 
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise ValueError(f"intensity scaling must be 'percentile' or none, got {self.scale!r}")
+        self.scale_percentiles = tuple(float(p) for p in self.scale_percentiles)
+        lo, hi = self.scale_percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"scaling percentiles must satisfy 0 <= low < high <= 100, got {lo}, {hi}")
+
+    # ------------------------------------------------------------ step 1: per sample
+    def ranges(self, sample: np.ndarray) -> np.ndarray:
+        """(C, 2) low/high intensity of one (C, H, W) sample for :meth:`scale_window`
+        (the scaling percentiles of each channel; every k-th row band of huge samples)."""
+        return sample_ranges(sample, self.scale_percentiles)
+
+    def scale_window(self, x: np.ndarray, ranges: np.ndarray | None) -> np.ndarray:
+        """(C, h, w) window of a sample scaled with that sample's ``ranges`` (float32)."""
+        x = np.asarray(x, np.float32)
+        if self.scale is None:
+            return x
+        lo, hi = ranges[:, 0, None, None], ranges[:, 1, None, None]
+        return ((x - lo) / np.maximum(hi - lo, _EPS * np.maximum(1.0, np.abs(hi)))).astype(np.float32)
+
+    def scale_samples(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) samples or one (C, H, W) sample, each scaled by its own percentiles
+        (float32; unchanged but for the dtype when ``scale`` is None)."""
+        x = np.asarray(x)
+        if self.scale is None:
+            return x.astype(np.float32, copy=False)
+        if x.ndim == 3:
+            return self.scale_window(x, self.ranges(x))
+        if x.ndim != 4:
+            raise ValueError(f"expected (N, C, H, W) or (C, H, W) samples, got shape {x.shape}")
+        out = np.empty(x.shape, np.float32)
+        for i in range(0, len(x), 256):  # percentiles of a block of samples at once
+            blk = x[i:i + 256].astype(np.float32, copy=False)
+            if blk.shape[-1] * blk.shape[-2] <= SAMPLE_PIXELS:
+                lo, hi = np.percentile(blk, self.scale_percentiles, axis=(-2, -1), keepdims=True)
+                out[i:i + 256] = (blk - lo) / np.maximum(hi - lo, _EPS * np.maximum(1.0, np.abs(hi)))
+            else:
+                for j, s in enumerate(blk):
+                    out[i + j] = self.scale_window(s, self.ranges(s))
+        return out
+
+    # ------------------------------------------------------------ step 2: statistics
     @classmethod
     def fit(cls, images: np.ndarray, clip_percentiles: tuple[float, float] | None = None,
-            max_pixels: int = 20_000_000, seed: int = 0) -> "Normalization":
-        """Measure per-channel statistics on (N, C, H, W) training images (subsampled if huge)."""
+            max_pixels: int = 20_000_000, seed: int = 0, scale: str | None = None,
+            scale_percentiles: tuple[float, float] = (1.0, 99.8)) -> "Normalization":
+        """Measure per-channel statistics on (N, C, H, W) training images (subsampled if
+        huge), after the per-sample ``scale`` the model will use (``images`` are as read,
+        not yet scaled)."""
+        norm = cls(scale=scale, scale_percentiles=scale_percentiles)
         n = images.shape[0]
         per_img = int(np.prod(images.shape[1:]))
         take = max(1, min(n, max_pixels // max(per_img, 1)))
         idx = np.random.default_rng(seed).choice(n, take, replace=False) if take < n else np.arange(n)
-        sub = images[np.sort(idx)].astype(np.float32, copy=False)
-        clip_values = None
+        sub = norm.scale_samples(images[np.sort(idx)])
         if clip_percentiles is not None:
             lo, hi = clip_percentiles
-            clip_values = [(float(np.percentile(sub[:, c], lo)), float(np.percentile(sub[:, c], hi)))
-                           for c in range(sub.shape[1])]
-            sub = np.stack([np.clip(sub[:, c], *clip_values[c]) for c in range(sub.shape[1])], 1)
-        mean = sub.mean(axis=(0, 2, 3)).astype(float).tolist()
-        std = [max(float(s), 1e-6) for s in sub.std(axis=(0, 2, 3))]
-        return cls(mean, std, tuple(clip_percentiles) if clip_percentiles else None, clip_values)
+            norm.clip_percentiles = (float(lo), float(hi))
+            norm.clip_values = [(float(np.percentile(sub[:, c], lo)), float(np.percentile(sub[:, c], hi)))
+                                for c in range(sub.shape[1])]
+            sub = np.stack([np.clip(sub[:, c], *norm.clip_values[c]) for c in range(sub.shape[1])], 1)
+        norm.mean = sub.mean(axis=(0, 2, 3)).astype(float).tolist()
+        norm.std = [max(float(s), 1e-6) for s in sub.std(axis=(0, 2, 3))]
+        return norm
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,11 +120,22 @@ class Normalization:
             d["clip_percentiles"] = tuple(d["clip_percentiles"])
         if d.get("clip_values") is not None:
             d["clip_values"] = [tuple(v) for v in d["clip_values"]]
+        if d.get("scale_percentiles") is not None:
+            d["scale_percentiles"] = tuple(d["scale_percentiles"])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
+    @classmethod
+    def of_model(cls, meta) -> "Normalization":
+        """The normalisation of a model's metadata. DeepYeast files written before the
+        scaling moved here kept it as ``training.input.crop_scale`` (1st..99.9th percentile)."""
+        norm = cls.from_dict(meta.normalization)
+        if "scale" not in meta.normalization and meta.training.get("input", {}).get("crop_scale") == "percentile":
+            norm.scale, norm.scale_percentiles = "percentile", (1.0, 99.9)
+        return norm
+
     def apply_torch(self, x):
-        """Normalise a float tensor (N, C, H, W) on its device."""
-        import torch
+        """Clip and standardise a float tensor (N, C, H, W) of *scaled* samples on its device."""
+        import torch  # deferred: this module is read without torch (e.g. to scale crops for a table)
 
         if self.clip_values:
             lo = torch.tensor([v[0] for v in self.clip_values], device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
@@ -65,6 +146,7 @@ class Normalization:
         return (x - mean) / std
 
     def apply_numpy(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`apply_torch` in numpy."""
         x = x.astype(np.float32, copy=True)
         if self.clip_values:
             for c, (lo, hi) in enumerate(self.clip_values):
@@ -72,3 +154,26 @@ class Normalization:
         mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
         return (x - mean) / std
+
+
+def sample_rows(read, shape: tuple[int, int, int], max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
+    """(C, n) pixels of a (C, H, W) image read through ``read(y0, y1, x0, x1)``: all of them up
+    to ``max_pixels`` per channel, else every k-th band of rows (the same rows whatever reads
+    them, so a field in memory and the same field read tile by tile give the same numbers)."""
+    C, H, W = shape
+    step = max(1, math.ceil(H * W / max_pixels))
+    band = max(1, max_pixels // max(W, 1)) if step == 1 else 1
+    rows = [np.asarray(read(y, min(y + band, H), 0, W), np.float32) for y in range(0, H, step * band)]
+    return np.concatenate(rows, axis=1).reshape(C, -1)
+
+
+def sample_ranges(sample, percentiles: tuple[float, float] = (1.0, 99.8),
+                  max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
+    """(C, 2) ``percentiles`` of each channel of a (C, H, W) array or anything with ``shape``
+    and a ``read(y0, y1, x0, x1)`` method (a lazily read field)."""
+    if hasattr(sample, "read"):
+        pix = sample_rows(sample.read, tuple(sample.shape), max_pixels)
+    else:
+        a = np.asarray(sample)
+        pix = sample_rows(lambda y0, y1, x0, x1: a[:, y0:y1, x0:x1], a.shape, max_pixels)
+    return np.percentile(pix, percentiles, axis=1).T.astype(np.float32)

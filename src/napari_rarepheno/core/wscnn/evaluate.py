@@ -42,7 +42,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
         raise InputError(f"the model expects {expected} channel(s) but the images have {data.n_channels}; "
                          "use --channels", split_dir)
     lm.model.to(dev)
-    norm = Normalization.from_dict(lm.meta.normalization)
+    norm = Normalization.of_model(lm.meta)
     objects_csv = split_dir / "objects.csv"
     want_loc = localization and objects_csv.exists()
     probs, counts, hits = [], [], []

@@ -40,6 +40,8 @@ class WSCNNOptions:
     channels: list[int] | None = None
     pool_first: bool | None = None      # WSCNNConfig.pool_first; None: yes, except under the paper recipe
     val_fraction: float = 0.2           # used only when DATA has no val/ split
+    scale: str | None = None            # per-image intensity scaling: None | 'percentile' (Normalization.scale)
+    scale_percentiles: tuple[float, float] = (1.0, 99.8)
     augment: AugmentConfig = field(default_factory=AugmentConfig.wscnn_paper)
 
 
@@ -130,9 +132,13 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
             raise InputError(f"cannot continue training: the model was built for {prev.model.config}, the data "
                              f"and options need {model.config}", init_from)
         model.load_state_dict(prev.model.state_dict())
-        norm = Normalization.from_dict(prev.meta.normalization)
+        norm = Normalization.of_model(prev.meta)
     else:
-        norm = Normalization.fit(train.images, seed=cfg.seed)
+        norm = Normalization.fit(train.images, seed=cfg.seed, scale=opts.scale,
+                                 scale_percentiles=opts.scale_percentiles)
+    train.images = norm.scale_samples(train.images)  # each image by its own percentiles (model-stored)
+    if val is not None:
+        val.images = norm.scale_samples(val.images)
     meta.normalization = norm.to_dict()
     meta.training.update(data=str(data_dir), n_train=len(train), image_size=list(train.images.shape[2:]))
     variants, margin = {}, 0
