@@ -12,8 +12,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DATA = HERE / "data"            # generated data (git-ignored)
-SHARED = HERE.parent.parent / "shared" / "data"
-MITOSIS = Path(os.environ.get("RAREPHENO_MITOSIS", SHARED / "mitosis-crops"))
+sys.path.insert(0, str(HERE.parent / "src"))
+from napari_rarepheno.core.datasets.bundled import MITOSIS_CROPS  # noqa: E402  (the crops shipped in the package)
+
+MITOSIS = Path(os.environ.get("RAREPHENO_MITOSIS", MITOSIS_CROPS))
 
 
 def machine() -> dict:

@@ -6,7 +6,7 @@
 
 Table 1: Sim Data 1 (10% circles) with max, avg and fc heads; the max-head model on Sim
 Data 2 (20% circles). Table 3: localisation on the Sim Data 1 test split. Then real cells:
-mosaics of ../shared/data/mitosis-crops (interphase common, mitotic stages rare), split by
+mosaics of the shipped mitosis crops (src/napari_rarepheno/data/mitosis-crops) (interphase common, mitotic stages rare), split by
 region of the field, with accuracy and localisation recall of the mitotic cells.
 Prints ours beside the paper's numbers, the wall times and the machine; writes
 benchmarks/results/wscnn_tables.json.

@@ -21,7 +21,7 @@ def border_margin(loaded, recorded: bool = True) -> int:
     class-map units sit ``unit_geometry`` offset (22.5 px) inside the image, and objects
     near the border get little evidence: on Sim Data 1 validation, localisation recall was
     9% for circles within 5 px of the border and 99.8% beyond 30 px; with the margin, >= 99%
-    at every distance (docs/performance.md). 0 for other heads and networks, whose score
+    at every distance (docs/history.md). 0 for other heads and networks, whose score
     depends on the whole image or a fixed input size.
 
     Training checks the margin on the val split and records whether to use it

@@ -14,7 +14,7 @@ benchmark shows it is at least as accurate in less time):
   93.1% vs 91.9%, both under one-cycle), held after a short warm-up until 60% of the run,
   then a cosine decay ("wsd"): the circle detector forms while the rate is high, so the
   one-cycle's early decay cost epochs (Sim Data 1: 99.85% test accuracy after 16 epochs
-  with wsd; one-cycle needed 30 for 100%, and reached 98.95% in 24; docs/performance.md).
+  with wsd; one-cycle needed 30 for 100%, and reached 98.95% in 24; docs/history.md).
   The paper recipe, measured the same way, stays at chance (validation .49-.51) for all
   12 epochs on Sim Data 1, where 'fast' reaches 99.7% at epoch 6 (docs/performance.md).
 """
