@@ -1,4 +1,5 @@
-"""Classification metrics and the WSCNN paper's localisation metric.
+"""Classification metrics, the WSCNN paper's localisation metric, and object detection
+scores of a label image (:func:`match_labels`).
 
 Zero divisions: every ratio whose denominator is zero is reported as ``0.0`` (never
 NaN), like scikit-learn's ``zero_division=0``: precision with no predicted positives,
@@ -187,5 +188,73 @@ def localization_metrics(counts: Iterable[Mapping[str, int]], prefix: str = "loc
             f"{prefix}_images": n_images, **{f"{prefix}_{k}": v for k, v in tot.items()}}
 
 
+# ------------------------------------------------------------------ segmentation
+def _label_image(lab: Any, name: str) -> np.ndarray:
+    arr = np.asarray(lab)
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be a 2-D label image, got shape {arr.shape}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
+        raise InputError(f"{name} must hold integer object ids (0 = background), got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < 0:
+        raise InputError(f"{name} must be >= 0 (0 = background)")
+    return arr
+
+
+def match_labels(pred, truth, iou: float = 0.5) -> dict:
+    """Object detection scores of a label image against a true one (0 = background in both).
+
+    A predicted and a true object match when their intersection over union is at least
+    ``iou``; each object matches at most one other. At ``iou >= 0.5`` two objects can
+    overlap one object by more than half of the union only one at a time, so taking pairs
+    by decreasing IoU is the maximum matching; below 0.5 the maximum one-to-one matching
+    is solved as an assignment problem. Returns ``tp`` (matched pairs), ``fp`` (unmatched
+    predicted objects), ``fn`` (unmatched true objects), ``precision``, ``recall``, ``f1``,
+    ``n_pred``, ``n_true`` and ``mean_iou`` (over the matched pairs; 0.0 when none)."""
+    p, t = _label_image(pred, "pred"), _label_image(truth, "truth")
+    if p.shape != t.shape:
+        raise InputError(f"pred {p.shape} and truth {t.shape} label images must have the same shape")
+    if not 0.0 < iou <= 1.0:
+        raise InputError(f"iou must be in (0, 1], got {iou}")
+    p_ids, p_inv = np.unique(p.ravel(), return_inverse=True)
+    t_ids, t_inv = np.unique(t.ravel(), return_inverse=True)
+    p_off, t_off = int(p_ids[0] == 0), int(t_ids[0] == 0)  # index 0 is the background when present
+    n_p, n_t = len(p_ids) - p_off, len(t_ids) - t_off
+    pi, ti = p_inv - p_off, t_inv - t_off  # object indices; -1 = background
+    p_area = np.bincount(pi[pi >= 0], minlength=n_p)
+    t_area = np.bincount(ti[ti >= 0], minlength=n_t)
+    both = (pi >= 0) & (ti >= 0)
+    pairs, inter = np.unique(pi[both] * max(n_t, 1) + ti[both], return_counts=True)
+    pa, ta = pairs // max(n_t, 1), pairs % max(n_t, 1)
+    scores = inter / (p_area[pa] + t_area[ta] - inter)
+    ok = scores >= iou
+    pa, ta, scores = pa[ok], ta[ok], scores[ok]
+    if iou >= 0.5 or len(scores) == 0:
+        order = np.argsort(-scores, kind="stable")
+        used_p, used_t, kept = set(), set(), []
+        for k in order:
+            if pa[k] not in used_p and ta[k] not in used_t:
+                used_p.add(pa[k])
+                used_t.add(ta[k])
+                kept.append(scores[k])
+    else:
+        from scipy.optimize import linear_sum_assignment  # deferred: loads scipy
+
+        rows, r_inv = np.unique(pa, return_inverse=True)
+        cols, c_inv = np.unique(ta, return_inverse=True)
+        pair_iou = np.zeros((len(rows), len(cols)))
+        pair_iou[r_inv, c_inv] = scores
+        # the most pairs first (the IoU term sums to < 1), then the highest total IoU
+        gain = (pair_iou > 0) + pair_iou / (min(pair_iou.shape) + 1)
+        r, c = linear_sum_assignment(gain, maximize=True)
+        kept = [float(v) for v in pair_iou[r, c] if v > 0]
+    tp = len(kept)
+    fp, fn = n_p - tp, n_t - tp
+    precision, recall = _ratio(tp, n_p), _ratio(tp, n_t)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall,
+            "f1": _ratio(2 * tp, n_p + n_t), "n_pred": int(n_p), "n_true": int(n_t),
+            "mean_iou": float(np.mean(kept)) if kept else 0.0}
+
+
 __all__ = ["binary_metrics", "multiclass_metrics", "box_coverage", "localization_counts", "detection_counts",
-           "localization_metrics"]
+           "localization_metrics", "match_labels"]
