@@ -2,8 +2,9 @@
 
 Labeled folder, network options (from the subclass), epochs, device, seed, where to
 write the model, Start/Stop, a progress bar with a live loss/accuracy plot, and the
-model buttons (load, save as, continue training). Training runs in a thread worker
-(:mod:`.._workers`); Stop finishes the current batch and keeps the best weights.
+model buttons (load, save as, continue training). Training is the panel's job
+(:class:`._jobs.JobPanel`: state idle/running/stopping/done/failed) and runs in a thread
+worker (:mod:`.._workers`); Stop finishes the current batch and keeps the best weights.
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
 from ..core.errors import InputError
-from ..core.progress import CancelToken, Progress
+from ..core.progress import CancelToken
 from . import _paths
 from ._device import DevicePicker
+from ._jobs import JobPanel
 from ._model import ModelSlot
 from ._paths import PathPicker
 from ._progress import TrainingProgress
@@ -45,18 +47,18 @@ def checkpoint_files(out: Path) -> list[Path]:
     return [out, out.with_name(stem + ".last.safetensors"), out.with_name(stem + ".log.csv")]
 
 
-class TrainPanel(QWidget):
+class TrainPanel(JobPanel, QWidget):
     """Subclasses set ``kind``/``default_epochs`` and implement :meth:`option_widgets`,
     :meth:`check_folder` (a one-line hint) and :meth:`run_training` (in the worker)."""
 
     kind = "model"
     default_epochs = 10
     folder_label = "labeled folder"
+    stopping_text = "stopping after this batch..."
 
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
-        self.worker = None
         self.result = None
         self.data = PathPicker(self.folder_label, mode="d", check=self.check_folder,
                                tooltip=self.folder_tooltip())
@@ -72,9 +74,10 @@ class TrainPanel(QWidget):
         self.out = PathPicker("save model to", mode="w", filter="*.safetensors",
                               tooltip="model file to write (best weights); empty: a new file in "
                               f"{default_models_dir()}")
-        self.continue_ = CheckBox(text="continue from the current model", value=False, enabled=False)
+        self.continue_ = CheckBox(text="continue from the current model", value=False)
         self.start_btn = PushButton(text="Start training")
-        self.stop_btn = PushButton(text="Stop", enabled=False)
+        self.stop_btn = PushButton(text="Stop")
+        self.run_btn = self.start_btn  # the name JobPanel knows
         self.start_btn.changed.connect(self.start)
         self.stop_btn.changed.connect(self.stop)
         buttons = Container(widgets=[self.start_btn, self.stop_btn], layout="horizontal", labels=False)
@@ -85,7 +88,7 @@ class TrainPanel(QWidget):
         self.model_label = Label(value=model.describe())
         self.model_label.native.setWordWrap(True)
         self.load_btn = PushButton(text="Load model...")
-        self.save_btn = PushButton(text="Save model as...", enabled=False)
+        self.save_btn = PushButton(text="Save model as...")
         self.load_btn.changed.connect(self.load_dialog)
         self.save_btn.changed.connect(self.save_dialog)
         model_row = Container(widgets=[self.load_btn, self.save_btn], layout="horizontal", labels=False)
@@ -97,6 +100,7 @@ class TrainPanel(QWidget):
         lay.addWidget(model_row.native)
         lay.addStretch()
         model.changed.connect(self._on_model_changed)
+        self.update_buttons()
 
     # ------------------------------------------------------------ subclass API
     def option_widgets(self) -> list:
@@ -120,8 +124,8 @@ class TrainPanel(QWidget):
 
     # ---------------------------------------------------------------- actions
     @property
-    def running(self) -> bool:
-        return self.worker is not None
+    def job_failed(self) -> str:
+        return f"{self.kind} training failed"
 
     def output_path(self) -> Path:
         out = self.out.path
@@ -155,26 +159,12 @@ class TrainPanel(QWidget):
         except InputError as e:
             _workers.notify_error(e)
             return
-        self._set_running(True)
-        self.progress.start("loading images...")
-        self.progress.busy("loading images...")
         cancel = CancelToken()
 
         def job(report):
             return self.run_training(data, out, cfg, init_from, options, report, cancel)
 
-        self.worker = self.workers.start(job, cancel=cancel, name=f"train {self.kind}",
-                                         on_progress=self._on_progress, on_done=self._on_done,
-                                         on_error=self._on_error, on_finished=self._on_finished)
-
-    def stop(self, *_):
-        if self.worker is not None:
-            self.worker.stop()
-            self.stop_btn.enabled = False
-            self.progress.bar.setFormat("stopping after this batch...")
-
-    def _on_progress(self, p: Progress):
-        self.progress.update(p)
+        return self.start_job(job, self._on_done, "loading images", cancel, name=f"train {self.kind}")
 
     def _on_done(self, result):
         if result is None:  # stopped while loading images
@@ -199,27 +189,16 @@ class TrainPanel(QWidget):
 
         show_info(msg)
 
-    def _on_error(self, exc):
-        msg = _workers.notify_error(exc, f"{self.kind} training failed")
-        self.progress.finish("failed")
-        self.progress.status.setText(msg)
-
-    def _on_finished(self):
-        self.worker = None
-        self._set_running(False)
-        self.device.refresh()
-
-    def _set_running(self, running: bool):
-        self.start_btn.enabled = not running
-        self.stop_btn.enabled = running
-        self.load_btn.enabled = not running
-        self.save_btn.enabled = not running and self.model.ready
-        self.continue_.enabled = not running and self.model.ready
+    def update_buttons(self) -> None:
+        super().update_buttons()
+        idle = not self.running
+        self.load_btn.enabled = idle
+        self.save_btn.enabled = idle and self.model.ready
+        self.continue_.enabled = idle and self.model.ready
 
     def _on_model_changed(self):
         self.model_label.value = self.model.describe()
-        self.save_btn.enabled = self.model.ready and not self.running
-        self.continue_.enabled = self.model.ready and not self.running
+        self.update_buttons()
 
     # ------------------------------------------------------------------ model
     def load_dialog(self, *_):

@@ -42,7 +42,6 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
-        self.worker = None
         self.posteriors: dict[str, dict] = {}
         self.mode = ComboBox(label="input", choices=[ONE_LAYER, TWO_LAYERS], value=ONE_LAYER)
         self.image = LayerChoice(viewer, "image", "image layer")
@@ -56,7 +55,7 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
                                  tooltip="a Labels layer with one label per cell, or the built-in segmentation")
         self.device = DevicePicker()
         self.run_btn = PushButton(text="Classify cells")
-        self.stop_btn = PushButton(text="Stop", enabled=False)
+        self.stop_btn = PushButton(text="Stop")
         self.run_btn.changed.connect(self.run)
         self.stop_btn.changed.connect(self.stop)
         btns = Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False)
@@ -78,6 +77,7 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         lay.addStretch()
         self.mode.changed.connect(self._on_mode)
         self._on_mode()
+        self.update_buttons()
 
     def _on_mode(self, *_):
         one = self.mode.value == ONE_LAYER
@@ -124,7 +124,7 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------------ run
     def run(self, *_):
-        if self.worker is not None:
+        if self.running:
             return None
         if not self.model.ready:
             _workers.notify_error(InputError("no DeepYeast model: train one in the Train tab or load a model file"))
@@ -146,7 +146,7 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
             return classify_field(loaded, field, labels=labels, segment_channel=0, channels=list(range(n)),
                                   group=source, device=device)
 
-        return self._start(job, lambda r: self._on_done(r, source, geom, field), "classifying",
+        return self.start_job(job, lambda r: self._on_done(r, source, geom, field), "classifying",
                            busy="segmenting and classifying cells...")
 
     def _on_done(self, result, source: str, geom: dict, field=None):

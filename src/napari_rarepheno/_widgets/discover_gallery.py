@@ -47,7 +47,6 @@ class GalleryPanel(JobPanel, QWidget):
     def __init__(self, viewer, model, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
-        self.worker = None
         self.gallery = None
         self.corners = None
         self.folder = PathPicker("images", mode="d", tooltip="images to mine for salient cells (recursive), e.g. "
@@ -61,7 +60,7 @@ class GalleryPanel(JobPanel, QWidget):
         self.method = ComboBox(label="clustering", choices=["kmeans", "hdbscan"], value="kmeans",
                                tooltip="k-means with the number above, or HDBSCAN (finds the number; grey = noise)")
         self.device = DevicePicker()
-        self.run_btn, self.stop_btn = PushButton(text="Build gallery"), PushButton(text="Stop", enabled=False)
+        self.run_btn, self.stop_btn = PushButton(text="Build gallery"), PushButton(text="Stop")
         self.run_btn.changed.connect(self.run)
         self.stop_btn.changed.connect(self.stop)
         self.recluster_btn = PushButton(text="Re-cluster", enabled=False)
@@ -85,6 +84,7 @@ class GalleryPanel(JobPanel, QWidget):
         for w in (self.form.native, self.progress, self.scatter, self.info.native, self.naming.native):
             lay.addWidget(w)
         lay.addStretch()
+        self.update_buttons()
 
     def config(self):
         from ..core.discover.gallery import GalleryConfig  # deferred: loads torch
@@ -95,7 +95,7 @@ class GalleryPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------------ run
     def run(self, *_):
-        if self.worker is not None:
+        if self.running:
             return None
         folder = self.folder.path
         if folder is None:
@@ -110,10 +110,10 @@ class GalleryPanel(JobPanel, QWidget):
             return lm, build_gallery(lm, [folder], cfg, device=device, cancel=cancel,
                                      callback=_workers.count_progress(report, cancel, "images"))
 
-        return self._start(job, self._on_built, f"gallery of {folder.name}", cancel)
+        return self.start_job(job, self._on_built, f"gallery of {folder.name}", cancel)
 
     def recluster(self, *_):
-        if self.worker is not None or self.gallery is None:
+        if self.running or self.gallery is None:
             return None
         g, k, method = self.gallery, int(self.k.value), str(self.method.value)
 
@@ -122,7 +122,7 @@ class GalleryPanel(JobPanel, QWidget):
 
             return None, cluster_gallery(g, k, method)
 
-        return self._start(job, self._on_built, "clustering")
+        return self.start_job(job, self._on_built, "clustering")
 
 
     # -------------------------------------------------------------- layers

@@ -22,7 +22,7 @@ from ..core.progress import CancelToken
 from . import _paths
 from ._device import DevicePicker
 from ._discover_table import RankTable, data_root, next_free, show_image
-from ._jobs import JobPanel
+from ._jobs import JobPanel, JobState
 from ._paths import PathPicker
 from ._progress import TrainingProgress
 
@@ -36,7 +36,6 @@ class ReviewPanel(JobPanel, QWidget):
     def __init__(self, viewer, model, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
-        self.worker = None
         self.rows: list[dict] = []
         self.last_undo: Path | None = None
         self._open_gen = 0
@@ -52,7 +51,7 @@ class ReviewPanel(JobPanel, QWidget):
                            tooltip="mislabels: keep the K most suspicious (0: all the model disagrees with)")
         self.tta = CheckBox(text="average over flips and rotations (8x slower, steadier)", value=False)
         self.device = DevicePicker()
-        self.run_btn, self.stop_btn = PushButton(text="Run"), PushButton(text="Stop", enabled=False)
+        self.run_btn, self.stop_btn = PushButton(text="Run"), PushButton(text="Stop")
         self.run_btn.changed.connect(self.run)
         self.stop_btn.changed.connect(self.stop)
         self.decisions = PathPicker("decisions CSV", mode="w", filter="CSV (*.csv)",
@@ -83,6 +82,8 @@ class ReviewPanel(JobPanel, QWidget):
             lay.addWidget(w)
         self.mode.changed.connect(self._on_mode)
         self._on_mode()
+        self.job.changed.connect(self._rank_again)
+        self.update_buttons()
 
     def _on_mode(self, *_):
         mislabels = self.mode.value == MODES[0]
@@ -90,7 +91,7 @@ class ReviewPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------------ run
     def run(self, *_):
-        if self.worker is not None:
+        if self.running:
             return None
         folder = self.folder.path
         if folder is None:
@@ -114,18 +115,17 @@ class ReviewPanel(JobPanel, QWidget):
                 rows = rank_images(lm, [folder], score=score, device=device, tta=tta, callback=prog, cancel=cancel)
             return lm, rows
 
-        return self._start(job, self._on_ranked, f"{mode} in {folder.name}", cancel)
+        return self.start_job(job, self._on_ranked, f"{mode} in {folder.name}", cancel)
 
-    def _set_running(self, running: bool) -> None:
-        super()._set_running(running)
-        self.retrain_btn.enabled = not running
+    def update_buttons(self) -> None:
+        super().update_buttons()
+        self.retrain_btn.enabled = not self.running
 
     def _show_error(self, msg: str) -> None:
         self.status.value = msg
 
-    def _on_finished(self):
-        super()._on_finished()
-        if self._rerank:  # after a retraining: rank again with the new model
+    def _rank_again(self, state: JobState, old: JobState) -> None:
+        if self._rerank and not state.busy:  # after a retraining: rank again with the new model
             self._rerank = False
             self.run()
 
@@ -264,7 +264,7 @@ class ReviewPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------- retrain
     def retrain(self, *_):
-        if self.worker is not None or self.folder.path is None or self.model.wanted() is None:
+        if self.running or self.folder.path is None or self.model.wanted() is None:
             _workers.notify_error(InputError("choose a model and the labeled folder first"))
             return None
         old, root, epochs, device = self.model.wanted(), data_root(self.folder.path), int(self.epochs.value), \
@@ -277,7 +277,7 @@ class ReviewPanel(JobPanel, QWidget):
 
             return retrain(old, root, out, TrainConfig(epochs=epochs, device=device), callback=report, cancel=cancel)
 
-        return self._start(job, self._on_retrained, f"retraining for {epochs} epoch(s)", cancel)
+        return self.start_job(job, self._on_retrained, f"retraining for {epochs} epoch(s)", cancel)
 
     def _on_retrained(self, res):
         if res is None or res.best_path is None:

@@ -24,7 +24,6 @@ class EvaluatePanel(JobPanel, QWidget):
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
-        self.worker = None
         self.metrics: dict | None = None
         self.folder = PathPicker("test crops", mode="d", check=describe_class_folder,
                                  tooltip="ROOT/<class>/<crop>: crops the model has not been trained on")
@@ -43,9 +42,10 @@ class EvaluatePanel(JobPanel, QWidget):
                   self.confusion):
             lay.addWidget(w)
         lay.addStretch()
+        self.update_buttons()
 
     def run(self, *_):
-        if self.worker is not None:
+        if self.running:
             return None
         if not self.model.ready:
             _workers.notify_error(InputError("load a DeepYeast model first (top of this dock)"))
@@ -63,7 +63,7 @@ class EvaluatePanel(JobPanel, QWidget):
             return evaluate_deepyeast(loaded, folder, device=device,
                                       callback=_workers.count_progress(report, CancelToken(), "loading crops"))
 
-        return self._start(job, self.show, "evaluating")
+        return self.start_job(job, self.show, "evaluating")
 
     def show(self, metrics: dict | None):
         if metrics is None:

@@ -39,7 +39,6 @@ class FewShotPanel(JobPanel, QWidget):
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
-        self.worker = None
         self.result: dict | None = None
         self.train_dir = PathPicker("examples", mode="d", check=describe_class_folder,
                                     tooltip="ROOT/<new class>/<crop>: the few labeled examples of the new classes")
@@ -51,9 +50,9 @@ class FewShotPanel(JobPanel, QWidget):
         self.hand = CheckBox(text="compare with hand-made features", value=True)
         self.device = DevicePicker()
         self.run_btn = PushButton(text="Run few-shot transfer")
-        self.stop_btn = PushButton(text="Stop", enabled=False)
+        self.stop_btn = PushButton(text="Stop")
         self.run_btn.changed.connect(self.run)
-        self.stop_btn.changed.connect(lambda *_: self.worker is not None and self.worker.stop())
+        self.stop_btn.changed.connect(self.stop)
         btns = Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False)
         btns.margins = (0, 0, 0, 0)
         self.form = Container(widgets=[self.train_dir, self.test_dir, self.shots, self.layer, self.head, self.hand,
@@ -65,9 +64,10 @@ class FewShotPanel(JobPanel, QWidget):
         for w in (self.form.native, self.progress, self.plot, self.table):
             lay.addWidget(w)
         lay.addStretch()
+        self.update_buttons()
 
     def run(self, *_):
-        if self.worker is not None:
+        if self.running:
             return None
         try:
             if not self.model.ready:
@@ -95,7 +95,7 @@ class FewShotPanel(JobPanel, QWidget):
             cancel.raise_if_cancelled()
             return run_transfer(loaded, train, test, shots, layer=layer, head=head, hand=hand, device=device)
 
-        return self._start(job, self.show, "few-shot", cancel, busy="few-shot transfer...")
+        return self.start_job(job, self.show, "few-shot", cancel, busy="few-shot transfer...")
 
     def show(self, res: dict | None):
         if res is None:

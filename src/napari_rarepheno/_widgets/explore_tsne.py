@@ -51,7 +51,6 @@ class TSNEPanel(JobPanel, QWidget):
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
-        self.worker = None
         self.result: dict | None = None
         self.source = LayerChoice(viewer, "labels", "cells of", extra=(FOLDER,), results=True,
                                   tooltip="a 'cells' layer made by the DeepYeast dock, or a folder of crops")
@@ -81,6 +80,7 @@ class TSNEPanel(JobPanel, QWidget):
         lay.addStretch()
         self.source.changed.connect(self._on_source)
         self._on_source()
+        self.update_buttons()
 
     def _on_source(self, *_):
         self.folder.visible = self.source.value == FOLDER
@@ -102,7 +102,7 @@ class TSNEPanel(JobPanel, QWidget):
         return {"kind": "folder", "folder": self.folder.path}
 
     def run(self, *_):
-        if self.worker is not None:
+        if self.running:
             return None
         if not self.model.ready:
             _workers.notify_error(InputError("load a DeepYeast model first (top of this dock)"))
@@ -149,7 +149,7 @@ class TSNEPanel(JobPanel, QWidget):
                                           names.index(c) if c in names else 0, c)),
                     "model_classes": names}
 
-        return self._start(job, self.show, "t-SNE", cancel, busy="computing features and t-SNE...")
+        return self.start_job(job, self.show, "t-SNE", cancel, busy="computing features and t-SNE...")
 
     def _color(self, cls: str, res: dict) -> str:
         names = res["model_classes"]

@@ -49,7 +49,6 @@ class WSCNNInferPanel(JobPanel, QWidget):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
         self.cache: dict[str, Cached] = {}
-        self.worker = None
         self._generation = 0
         self.source = ComboBox(label="run on", choices=["selected image layers", "a folder of images"],
                                value="selected image layers")
@@ -60,7 +59,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
                             tooltip="0: whole image at once; e.g. 1024 for big fields (less memory)")
         self.device = DevicePicker()
         self.run_btn = PushButton(text="Run")
-        self.stop_btn = PushButton(text="Stop", enabled=False)
+        self.stop_btn = PushButton(text="Stop")
         self.run_btn.changed.connect(self.run)
         self.stop_btn.changed.connect(self.stop)
         btns = Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False)
@@ -103,6 +102,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self._timer.setInterval(60)
         self._timer.timeout.connect(self.resegment)
         self._on_source()
+        self.update_buttons()
 
     # ------------------------------------------------------------------ inputs
     def _on_source(self, *_):
@@ -139,7 +139,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
 
     # --------------------------------------------------------------------- run
     def run(self, *_):
-        if self.worker is not None:
+        if self.running:
             return
         if not self.model.ready:
             _workers.notify_error(InputError("no WSCNN model: train one in the Train tab or load a model file"))
@@ -179,7 +179,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
                 report(Progress(stage="item", batch=k + 1, n_batches=len(inputs), message="predicted"))
             return out
 
-        return self._start(job, self._on_layers_done, f"WSCNN on {len(inputs)} image(s)", cancel)
+        return self.start_job(job, self._on_layers_done, f"WSCNN on {len(inputs)} image(s)", cancel)
 
     def run_folder(self):
         folder, out = self.folder.path, self.out.path
@@ -199,7 +199,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
                                        saliency_config=SaliencyConfig(**params), cancel=cancel,
                                        callback=_workers.count_progress(report, cancel, "predicting"))
 
-        return self._start(job, self._on_folder_done, "WSCNN on a folder", cancel)
+        return self.start_job(job, self._on_folder_done, "WSCNN on a folder", cancel)
 
 
     # ----------------------------------------------------------------- results
