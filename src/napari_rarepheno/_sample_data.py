@@ -33,10 +33,15 @@ def cache_dir() -> Path:
     return Path(base) / "napari-rarepheno"
 
 
-def _boxes_layer(boxes, name: str, color: str) -> tuple:
+def boxes_layer(boxes, name: str, color: str, edge_width: float = 1.5) -> tuple:
+    """A Shapes layer-data tuple ``(data, kwargs, "shapes")`` of outlined rectangles, one per
+    ``(x0, y0, x1, y1)`` box (ground-truth objects); add it with ``viewer.add_shapes(data, **kwargs)``."""
     rects = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float) for (x0, y0, x1, y1) in boxes]
     return (rects, {"name": name, "shape_type": "rectangle", "edge_color": color, "face_color": "transparent",
-                    "edge_width": 1.5, "metadata": result_meta("truth", name)}, "shapes")
+                    "edge_width": edge_width, "metadata": result_meta("truth", name)}, "shapes")
+
+
+_boxes_layer = boxes_layer  # the old name (docs/screenshots.py still imports it)
 
 
 def wscnn_image(positive: bool, index: int = 7) -> tuple[np.ndarray, list]:
@@ -51,7 +56,7 @@ def wscnn_positive() -> list[tuple]:
     image, rare = wscnn_image(True)
     layers = [(image, {"name": "WSCNN positive", "colormap": "gray"}, "image")]
     if rare:
-        layers.append(_boxes_layer(rare, "rare objects (truth)", "#ff4040"))
+        layers.append(boxes_layer(rare, "rare objects (truth)", "#ff4040"))
     return layers
 
 
@@ -147,5 +152,5 @@ def mitosis_mosaic() -> list[tuple]:
                 boxes.append((int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"])))
     layers = [(image, {"name": f"{kind} mosaic (positive)", "rgb": image.ndim == 3}, "image")]
     if boxes:
-        layers.append(_boxes_layer(boxes, "rare tiles (truth)", "#ffd040"))
+        layers.append(boxes_layer(boxes, "rare tiles (truth)", "#ffd040"))
     return layers

@@ -33,6 +33,10 @@ class Dock(QWidget):
     def panels(self) -> list[QWidget]:
         return [self.tabs.widget(i).widget() for i in range(self.tabs.count())]
 
+    def select_tab(self, panel: QWidget) -> None:
+        """Bring ``panel`` (one of :meth:`panels`) to the front."""
+        self.tabs.setCurrentIndex(self.panels().index(panel))
+
     def on_close(self):
         """Called once when the dock or the viewer closes (workers already stopped)."""
         for p in self.panels():

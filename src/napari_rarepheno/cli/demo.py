@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import _sample_data
+from .._sample_data import boxes_layer
 from .._widgets.wscnn_results import Cached
 from ..core.datasets.synthetic import SimConfig, simulate
 from ..core.errors import InputError
@@ -33,15 +33,16 @@ DEMO_SIM = dict(height=128, width=160, grid=(4, 5), n_objects=(10, 16), rare_fra
                 ellipse_ratio=(0.45, 0.7))
 
 
-def _first_image(folder: Path) -> Path:
+def first_image(folder: Path) -> Path:
+    """The first simulated PNG of ``folder`` (sorted by name)."""
     files = sorted(folder.glob("*.png"))
     if not files:
-
         raise InputError("no test images were simulated", folder)
     return files[0]
 
 
-def _truth_boxes(split_dir: Path, image: Path) -> list[tuple[int, int, int, int]]:
+def truth_boxes(split_dir: Path, image: Path) -> list[tuple[int, int, int, int]]:
+    """The rare objects' boxes ``(x0, y0, x1, y1)`` of ``image`` from ``split_dir/objects.csv``."""
     import csv
 
     path = split_dir / "objects.csv"
@@ -51,6 +52,9 @@ def _truth_boxes(split_dir: Path, image: Path) -> list[tuple[int, int, int, int]
     with open(path, newline="") as fh:
         return [(int(r["x0"]), int(r["y0"]), int(r["x1"]), int(r["y1"])) for r in csv.DictReader(fh)
                 if r["image"] == rel and r.get("kind", "rare") == "rare"]
+
+
+_first_image, _truth_boxes = first_image, truth_boxes  # the old names (docs/screenshots.py imports them)
 
 
 def _pump(seconds: float) -> None:
@@ -92,8 +96,8 @@ def cmd_demo(args) -> int:
                                           batch_size=args.batch_size, lr=args.lr),
                               callback=TrainBar(args.quiet), cancel=token)
         model, meta, best = res.model, res.meta, res.best_path
-    pos = _first_image(data / "test" / "positive")
-    neg = _first_image(data / "test" / "negative")
+    pos = first_image(data / "test" / "positive")
+    neg = first_image(data / "test" / "negative")
     pred_dir = out / "predictions"
     from ..core.io.modelfile import LoadedModel  # deferred: loads torch
 
@@ -117,7 +121,7 @@ def show(args, loaded, pos: Path, neg: Path, test_dir: Path, pred_dir: Path) -> 
     from ..core.inference.predict import predict_wscnn  # deferred: loads torch
 
     viewer = napari.Viewer(title="napari-rarepheno demo", show=True)
-    viewer.window._qt_window.resize(1600, 1000)
+    viewer.window.resize(1600, 1000)
     dock = WSCNNDock(viewer)
     viewer.window.add_dock_widget(dock, name="Rare phenotype (WSCNN)", area="right")
     dock.model.set(loaded, loaded.path)
@@ -131,12 +135,11 @@ def show(args, loaded, pos: Path, neg: Path, test_dir: Path, pred_dir: Path) -> 
         pred = predict_wscnn(loaded, read_image(path), saliency=True, device="cpu")
         results.append(Cached(name, pred.saliency, pred.probabilities, list(pred.class_names), geom, str(path)))
         if label == "positive":
-            truth = _truth_boxes(test_dir, path)
-    dock.tabs.setCurrentIndex(1)
+            truth = truth_boxes(test_dir, path)
+    dock.select_tab(dock.infer)
     dock.infer.show_results(results)
     if truth:  # on top, so the true rare objects stay visible over the saliency
-        data, kw, kind = _sample_data._boxes_layer(truth, "rare objects (truth)", "#a0ff40")
-        kw["edge_width"] = 1.0
+        data, kw, _ = boxes_layer(truth, "rare objects (truth)", "#a0ff40", edge_width=1.0)
         viewer.add_shapes(data, **kw)
     dock.infer.images.select_row(0, emit=True)  # the positive image's objects in the table
     _pump(0.5)
