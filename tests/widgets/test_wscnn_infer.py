@@ -59,8 +59,12 @@ def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
     panel.sigma.value = 1.0
     panel.threshold.value = 0.2
     panel.positive_only.value = False  # the tiny test model may call it negative
+    states = []
+    panel.job.changed.connect(lambda new, old: states.append(new.value))
     panel.run_btn.native.click()
+    assert panel.state.value == "running" and not panel.run_btn.enabled and panel.stop_btn.enabled
     qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert states == ["running", "done"] and panel.run_btn.enabled and not panel.stop_btn.enabled
     assert len(counted) == 1 and counted[0] is not threading.main_thread()  # ran in a worker thread
 
     sal = viewer.layers["cells saliency"]

@@ -4,11 +4,18 @@ from __future__ import annotations
 import pytest
 
 from napari_rarepheno._widgets import _paths
+from napari_rarepheno._widgets._jobs import JobState
 from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
 from napari_rarepheno.core.io.modelfile import load_model
 from napari_rarepheno.core.training.trainer import checkpoint_paths
 
 pytestmark = pytest.mark.gui
+
+
+def states_of(panel) -> list:
+    seen = []
+    panel.job.changed.connect(lambda new, old: seen.append(new.value))
+    return seen
 
 
 def make_dock(make_napari_viewer):
@@ -27,9 +34,13 @@ def test_train_from_folder_through_the_widget(make_napari_viewer, qtbot, wscnn_d
     panel.device.value = "cpu"
     panel.seed.value = 1
     panel.out.path = tmp_path / "m.safetensors"
+    assert panel.state is JobState.IDLE and not panel.stop_btn.enabled
+    states = states_of(panel)
     panel.start_btn.native.click()
     assert panel.running and not panel.start_btn.enabled and panel.stop_btn.enabled
+    assert panel.state is JobState.RUNNING and not panel.load_btn.enabled
     qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert states == ["running", "done"]
     best, last, log = checkpoint_paths(tmp_path / "m.safetensors")
     assert best.exists() and last.exists() and log.exists()
     assert dock.model.ready and dock.model.path == best
@@ -56,10 +67,15 @@ def test_stop_midway_keeps_best_checkpoint(make_napari_viewer, qtbot, wscnn_data
     panel.epochs.value = 200
     panel.device.value = "cpu"
     panel.out.path = tmp_path / "stopped.safetensors"
+    states = states_of(panel)
     panel.start_btn.native.click()
     qtbot.waitUntil(lambda: len(panel.progress.plot.epochs) >= 1, timeout=60_000)
     panel.stop_btn.native.click()
+    assert panel.state is JobState.STOPPING and panel.worker.cancel_token.cancelled
+    assert not panel.stop_btn.enabled and not panel.start_btn.enabled
     qtbot.waitUntil(lambda: not panel.running, timeout=30_000)
+    assert states == ["running", "stopping", "idle"]
+    assert panel.start_btn.enabled and not panel.stop_btn.enabled
     res = panel.result
     assert res.cancelled and res.best_epoch >= 1 and len(res.history) < 200
     assert res.best_path.exists()
@@ -102,6 +118,8 @@ def test_bad_folder_is_a_notification_not_a_traceback(make_napari_viewer, qtbot,
     assert msg.startswith("wscnn training failed: ") and "negative/ and positive/" in msg
     assert "Traceback" not in msg
     assert panel.progress.bar.format() == "failed" and panel.start_btn.enabled
+    assert panel.state is JobState.FAILED and "negative/ and positive/" in panel.job.error
+    assert panel.progress.status.text() == msg  # the error is shown in the panel too
 
 
 def test_removing_the_dock_stops_training(make_napari_viewer, qtbot, wscnn_data, tmp_path):
