@@ -140,7 +140,6 @@ def build_mosaic_sample(crops: Path | None = None, out: Path | None = None) -> P
 
 
 def mitosis_mosaic() -> list[tuple]:
-
     folder = build_mosaic_sample()
     img_path = sorted((folder / "test" / "positive").glob("*.png"))[0]
     image = read_png(img_path)

@@ -49,7 +49,6 @@ class DeepYeastTrainPanel(TrainPanel):
         return describe_class_folder(path)
 
     def options(self) -> dict:
-
         return {"width": WIDTHS[self.width.value], "channels": parse_channels(self.channels.value),
                 "val_split": None if self.val_split.value == "none" else self.val_split.value}
 

@@ -250,7 +250,6 @@ class ReviewPanel(JobPanel, QWidget):
         return plan
 
     def undo_last(self, *_):
-
         if self.last_undo is None:
             return None
         try:

@@ -57,7 +57,6 @@ class ModelBar(QWidget):
 
     def load(self, path: Path | None):
         if path is None:
-
             _workers.notify_error(InputError("choose a DeepYeast model file first"))
             return None
         return self.workers.start(lambda report: self.slot.load(path), name="load model",

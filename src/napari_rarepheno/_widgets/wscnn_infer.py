@@ -112,7 +112,6 @@ class WSCNNInferPanel(JobPanel, QWidget):
 
     @staticmethod
     def _describe_folder(path: Path) -> str:
-
         try:
             return f"{len(expand_inputs([path]))} image(s)"
         except InputError as e:
@@ -194,7 +193,6 @@ class WSCNNInferPanel(JobPanel, QWidget):
         cancel = CancelToken()
 
         def job(report):
-
             return predict_wscnn_files(loaded, [folder], out, device=device, tile=tile, overwrite=True,
                                        saliency_config=SaliencyConfig(**params), cancel=cancel,
                                        callback=_workers.count_progress(report, cancel, "predicting"))

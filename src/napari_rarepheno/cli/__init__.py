@@ -16,7 +16,6 @@ _MODULES = ("wscnn", "deepyeast", "discover", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     p = argparse.ArgumentParser(prog="rarepheno", description="Rare-phenotype discovery in microscopy screens "
                                 "(WSCNN, DeepYeast) - the engine behind the napari-rarepheno plugin.")
     p.add_argument("--version", action="version", version=f"napari-rarepheno {__version__}")

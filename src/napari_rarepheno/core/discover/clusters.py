@@ -54,7 +54,6 @@ def embed_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     """(N, 2) t-SNE map of the features (PCA for fewer than 6 crops)."""
     n = len(features)
     if n >= 6:
-
         return tsne_2d(features, seed)
     x = reduce(features, dims=2, seed=seed)
     out = np.zeros((n, 2), np.float32)

@@ -37,7 +37,6 @@ class SaliencyConfig:
     peak_fraction: float = 0.4          # per object: keep pixels >= this fraction of its peak
 
     def validate(self) -> None:
-
         if self.threshold_mode not in THRESHOLD_MODES:
             raise InputError(f"threshold mode must be one of {', '.join(THRESHOLD_MODES)}, "
                              f"got {self.threshold_mode!r}")
