@@ -9,9 +9,8 @@ diameter ``d`` (given, or measured by :func:`estimate_diameter`), so one call wo
 1. background: a grey opening wider than a nucleus (2.5 d, on a block-averaged copy),
    smoothed, is subtracted (uneven illumination);
 2. foreground: Gaussian smoothing (sigma 0.04 d, at least 0.5 px), Otsu or Li threshold,
-   grown by hysteresis down to 70% of the way from the background level to the threshold
-   (dim nuclei keep their edges; nothing starts below the threshold), holes smaller than
-   half a nucleus filled, objects under ``min_area`` (15% of a nucleus) dropped;
+   holes smaller than half a nucleus filled (not the background that a ring of cells
+   encloses), objects under ``min_area`` (15% of a nucleus) dropped;
 3. splitting touching objects: a watershed on the sum of the smoothed distance transform
    (sigma 0.08 d; in units of d / 2) and the scale-normalised Laplacian of Gaussian at the
    nucleus scale (sigma d / 2.83; in units of its 95th percentile inside the foreground),
@@ -40,7 +39,6 @@ MIN_DISTANCE = 0.2
 DIST_SMOOTH = 0.08
 BACKGROUND = 2.5
 HOLES = 0.5
-HYSTERESIS = 0.7
 #: the refined size: this percentile of the LoG response inside the first guess's foreground
 FOREGROUND_PERCENTILE = 90.0
 
@@ -171,22 +169,18 @@ def _background(img: np.ndarray, d: float) -> np.ndarray:
 
 
 def _foreground(img: np.ndarray, d: float, method: str, used: dict):
-    """The objects' mask (smooth, threshold, hysteresis, holes, small objects) and the threshold."""
-    from skimage.filters import threshold_li, threshold_otsu  # deferred: loads scikit-image
+    """The objects' mask (smooth, threshold, small holes filled, small objects dropped) and the threshold."""
+    from skimage.filters import (  # deferred: loads scikit-image
+        threshold_li,
+        threshold_otsu,
+    )
 
     sigma = used["smooth_sigma"]
     smooth = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
     if np.ptp(smooth) == 0:
         return np.zeros(img.shape, bool), float("nan")
     thresh = float(threshold_otsu(smooth) if method == "otsu" else threshold_li(smooth))
-    high = smooth > thresh
-    low_level = np.median(smooth[~high]) if (~high).any() else thresh
-    low = smooth > low_level + HYSTERESIS * (thresh - low_level)
-    comps, n = ndi.label(low)  # hysteresis: the low mask's components that reach the threshold
-    keep = np.zeros(n + 1, bool)
-    keep[np.unique(comps[high])] = True
-    keep[0] = False
-    mask = keep[comps]
+    mask = smooth > thresh
     holes = ndi.binary_fill_holes(mask) & ~mask  # fill holes smaller than half an object
     hl, _ = ndi.label(holes)
     mask |= (np.bincount(hl.ravel()) <= HOLES * np.pi * d * d / 4)[hl] & holes
