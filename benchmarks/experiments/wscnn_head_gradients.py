@@ -44,7 +44,7 @@ def main() -> None:
     from napari_rarepheno.core.inputs.normalize import Normalization
     from napari_rarepheno.core.wscnn.train import WSCNNOptions, build_wscnn, load_train_val
 
-    train, _ = load_train_val(DATA / "sim1", WSCNNOptions())
+    train, _, _ = load_train_val(DATA / "sim1", WSCNNOptions())
     norm = Normalization.fit(train.images, seed=0)
     idx = np.random.default_rng(0).choice(len(train), 200, replace=False)
     x = norm.apply_torch(torch.from_numpy(train.images[idx]).float())

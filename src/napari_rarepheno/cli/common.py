@@ -167,11 +167,26 @@ def add_train_args(p, default_epochs: int) -> None:
     p.add_argument("--init-from", default=None, help="start from the weights of this model file (fine-tune)")
     p.add_argument("--early-stop", type=int, default=None, help="stop after N epochs without improvement")
     p.add_argument("--quiet", action="store_true")
-    add_channel_args(p)
+    add_channel_args(p, names=True)
 
 
-def add_channel_args(p) -> None:
-    p.add_argument("--channels", default=None, help="channels to use, in order, e.g. 0,1 (default: all)")
+def tokens(text) -> list[str] | None:
+    """A comma-separated option as a list (None when empty)."""
+    if text is None or text == "" or isinstance(text, (list, tuple)):
+        return list(text) if text else None
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def add_channel_args(p, names: bool = False) -> None:
+    """--channels and --channel-files (and, for commands that make a model, --channel-names)."""
+    p.add_argument("--channels", default=None, help="channels of the files to use, in order, e.g. 0,1 (default: "
+                   "the model's; when training, every channel that holds signal)")
+    p.add_argument("--channel-files", default=None, help="images stored one file per channel: substrings or "
+                   "regexes naming each channel's file, in channel order, e.g. _Crfp,_Cgfp pairs "
+                   "X_Crfp_s1.tif with X_Cgfp_s1.tif (default: the model's, if it was trained so)")
+    if names:
+        p.add_argument("--channel-names", default=None, help="what the channels are, in order, e.g. H2B,tubulin "
+                       "(kept in the model; the docks map layers to these names)")
 
 
 _SEGMENTATION_ARGS = ("sigma", "threshold", "threshold_mode", "min_distance", "min_area", "peak_fraction")

@@ -22,16 +22,11 @@ from .common import (
     count_bar,
     ctrl_c_cancels,
     refuse_overwrite,
+    tokens,
     train_config_from_args,
     train_summary,
     write_json,
 )
-
-
-def _tokens(text) -> list[str] | None:
-    if text is None or text == "" or isinstance(text, (list, tuple)):
-        return list(text) if text else None
-    return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
 def crop_options(args, **overrides):
@@ -39,12 +34,13 @@ def crop_options(args, **overrides):
     from ..core.deepyeast.data import DeepYeastOptions  # deferred: loads torch
 
     g = lambda k: getattr(args, k, None)  # noqa: E731
-    clip = _tokens(g("clip_percentiles"))
+    clip = tokens(g("clip_percentiles"))
     if clip is not None and len(clip) != 2:
         raise InputError(f"--clip-percentiles needs two numbers like 1,99.8, got {g('clip_percentiles')!r}")
-    opts = DeepYeastOptions(channels=parse_channels(g("channels")), channel_files=_tokens(g("channel_files")),
-                            group_regex=g("group_regex"), groups_csv=g("groups_csv"), classes=_tokens(g("classes")),
-                            clip_percentiles=tuple(float(c) for c in clip) if clip else None)
+    opts = DeepYeastOptions(channels=parse_channels(g("channels")), channel_files=tokens(g("channel_files")),
+                            group_regex=g("group_regex"), groups_csv=g("groups_csv"), classes=tokens(g("classes")),
+                            clip_percentiles=tuple(float(c) for c in clip) if clip else None,
+                            channel_names=tokens(g("channel_names")))
     for k, v in overrides.items():
         setattr(opts, k, v)
     return opts
@@ -130,7 +126,7 @@ def cmd_cells(args) -> int:
     from ..core.cells.crops import crops_from_labels  # deferred: loads scipy
     from ..core.cells.segment import (  # deferred: loads scipy
         cells_from_labels,
-        segment_cells,
+        segment_field,
     )
 
     field = read_image(args.field, as_float=False)
@@ -142,7 +138,11 @@ def cmd_cells(args) -> int:
     if args.labels:
         labels = read_image(args.labels, as_float=False)[0].astype(np.int64)
     else:
-        labels = segment_cells(field[args.channel], method=args.method, min_area=args.min_area)
+        seg = segment_field(field[args.channel], method=args.method, min_area=args.min_area, diameter=args.diameter)
+        labels = seg.labels
+        print(f"cell diameter {seg.diameter:.1f} px ({'measured' if seg.estimated else 'given'}); smoothing "
+              f"{seg.smooth_sigma:.1f} px, seeds {seg.min_distance} px apart, smallest cell {seg.min_area} px",
+              file=sys.stderr)
     crops, ids, _ = crops_from_labels(select_channels(field, parse_channels(args.channels), args.field), labels,
                                       size=args.size)
     table = cells_from_labels(labels)
@@ -176,11 +176,10 @@ def cmd_explore(args) -> int:
 
 
 def add_crop_args(p, channels: bool = True) -> None:
-    """How crops are read: every command that reads crops takes these."""
+    """How crops are read: every command that reads crops takes these (``channels=False``:
+    the channel options are there already, from :func:`add_train_args`)."""
     if channels:
         add_channel_args(p)
-    p.add_argument("--channel-files", default=None, help="one file per channel, paired by a name token: "
-                   "rfp,gfp pairs X_rfp.tif with X_gfp.tif (in this channel order)")
     p.add_argument("--group-regex", default=None, help="regex whose first group is a file's group (protein); "
                    "default: the file-name prefix before the first '_'")
     p.add_argument("--groups-csv", default=None, help="CSV with columns file,group")
@@ -257,7 +256,9 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--labels", default=None, help="use this labels image instead of segmenting")
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--min-area", type=int, default=30)
+    p.add_argument("--diameter", type=float, default=None, help="typical cell (nucleus) diameter in px; "
+                   "smoothing, seeds and the smallest cell follow from it (default: measured from the image)")
+    p.add_argument("--min-area", type=int, default=None, help="smallest cell in px (default: 15%% of a cell)")
     p.add_argument("--method", choices=["otsu", "li"], default="otsu")
     p.add_argument("--overwrite", action="store_true")
     add_channel_args(p)
@@ -276,13 +277,13 @@ def add_parser(sub, train_sub) -> None:
     add_crop_args(p)
     p.set_defaults(func=cmd_explore)
 
-    crop_opts = [(("--channel-files",), dict(default=None, help="DeepYeast: per-channel files, e.g. rfp,gfp")),
-                 (("--group-regex",), dict(default=None, help="DeepYeast: regex for a file's group (protein)")),
+    crop_opts = [(("--group-regex",), dict(default=None, help="DeepYeast: regex for a file's group (protein)")),
                  (("--groups-csv",), dict(default=None, help="DeepYeast: CSV file,group")),
                  (("--classes",), dict(default=None, help="DeepYeast: class names for an HDF5 without them"))]
     _add_to_existing(sub, "evaluate", crop_opts)
     _add_to_existing(sub, "predict", crop_opts + [
         (("--segment-channel",), dict(type=int, default=0, help="DeepYeast fields: channel to segment")),
-        (("--min-area",), dict(type=int, default=30, help="DeepYeast fields: smallest cell (px)")),
+        (("--diameter",), dict(type=float, default=None, help="DeepYeast fields: typical cell diameter in px "
+                               "(default: measured from each field)")),
         (("--as",), dict(dest="as_", choices=["auto", "crops", "fields"], default="auto",
                          help="DeepYeast: treat loose images as crops or fields (auto: by size)"))])

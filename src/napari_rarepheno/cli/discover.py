@@ -8,7 +8,7 @@ from ..core.discover.decisions import apply_decisions, plan_rows, undo
 from ..core.discover.retraining import retrain
 from ..core.inference.segment import SaliencyConfig
 from ..core.progress import CancelToken
-from .common import TrainBar, count_bar, ctrl_c_cancels, fail
+from .common import TrainBar, count_bar, ctrl_c_cancels, fail, tokens
 
 
 def _print_rows(rows: list[dict], columns: list[str], n: int) -> None:
@@ -33,7 +33,8 @@ def cmd_rank(args) -> int:
     with ctrl_c_cancels(CancelToken()) as token:
         rows = rank_images(args.model, args.inputs, args.out, score=args.score, target=args.target,
                            batch_size=args.batch_size, device=args.device, tta=args.tta, resume=args.resume,
-                           overwrite=args.overwrite, callback=count_bar("scoring", args.quiet), cancel=token)
+                           overwrite=args.overwrite, callback=count_bar("scoring", args.quiet), cancel=token,
+                           channel_files=tokens(args.channel_files))
     if not args.quiet:
         cols = ["rank", "image", "label", "predicted", "score"]
         _print_rows(rows, cols, args.show)
@@ -47,7 +48,8 @@ def cmd_mislabels(args) -> int:
     with ctrl_c_cancels(CancelToken()) as token:
         rows = find_mislabels(args.model, args.labeled, args.out, top=args.top, batch_size=args.batch_size,
                               device=args.device, tta=args.tta, resume=args.resume, overwrite=args.overwrite,
-                              callback=count_bar("scoring", args.quiet), cancel=token)
+                              callback=count_bar("scoring", args.quiet), cancel=token,
+                              channel_files=tokens(args.channel_files))
     if not args.quiet:
         _print_rows(rows, ["rank", "image", "label", "suggested", "suspicion"], args.show)
     print(f"wrote {args.out}: {len(rows)} suspected mislabel(s); review them in the Discover dock or write a "
@@ -57,13 +59,11 @@ def cmd_mislabels(args) -> int:
 
 
 def _print_plan(plan) -> None:
-
     rows = [dict(r, src=Path(r["src"]).name, dst="/".join(Path(r["dst"]).parts[-2:])) for r in plan_rows(plan)]
     _print_rows(rows, ["status", "src", "dst", "reason"], 10_000)
 
 
 def cmd_apply(args) -> int:
-
     plan = apply_decisions(args.data, args.decisions, dry_run=not args.apply, undo_file=args.undo_file)
     _print_plan(plan)
     print(plan.summary(), file=sys.stderr)
@@ -75,7 +75,6 @@ def cmd_apply(args) -> int:
 
 
 def cmd_undo(args) -> int:
-
     plan = undo(args.undo_file, dry_run=args.dry_run)
     _print_plan(plan)
     print(plan.summary().replace("moved", "moved back"), file=sys.stderr)
@@ -150,6 +149,8 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue a stopped run (OUT.partial.csv)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--show", type=int, default=10, help="rows to print")
+    p.add_argument("--channel-files", default=None, help="images stored one file per channel: substrings or "
+                   "regexes naming each channel's file, e.g. _Crfp,_Cgfp (default: the model's)")
     _tta(p)
     _common(p)
     p.set_defaults(func=cmd_rank)
@@ -158,6 +159,7 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("model")
     p.add_argument("labeled", help="DATA/train (class folders) or DATA (all splits)")
     p.add_argument("--out", required=True, help="suspects CSV to write")
+    p.add_argument("--channel-files", default=None, help="images stored one file per channel (as for rank)")
     p.add_argument("--top", type=int, default=None, help="keep the K most suspicious (default: every image "
                    "the model assigns to another class)")
     p.add_argument("--resume", action="store_true")

@@ -21,6 +21,7 @@ from .common import (
     refuse_overwrite,
     saliency_config_from_args,
     segmentation_args_given,
+    tokens,
     train_config_from_args,
     train_summary,
     write_json,
@@ -34,7 +35,6 @@ def _range(text: str) -> tuple[int, int]:
 
 
 def cmd_simulate(args) -> int:
-
     cfg = SimConfig(n_per_class=args.n_per_class, rare_fraction=args.rare_fraction, seed=args.seed)
     summary = simulate(Path(args.data), cfg, overwrite=args.overwrite)
     print(f"wrote {args.data}: {summary}")
@@ -42,11 +42,11 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_mosaic(args) -> int:
-
     gh, _, gw = args.grid.partition("x")
     cfg = MosaicConfig(rare=tuple(args.rare.split(",")), common=tuple(args.common.split(",")),
                        grid=(int(gh), int(gw or gh)), rare_per_positive=_range(args.rare_per_positive),
-                       n_per_class=args.n_per_class, seed=args.seed)
+                       n_per_class=args.n_per_class, seed=args.seed,
+                       channel_names=tuple(tokens(args.channel_names)) if args.channel_names else None)
     summary = build_mosaics(Path(args.crops), Path(args.data), cfg, overwrite=args.overwrite)
     print(f"wrote {args.data}: {summary}")
     return 0
@@ -56,7 +56,8 @@ def cmd_train_wscnn(args) -> int:
     from ..core.wscnn.train import WSCNNOptions, train_wscnn  # deferred: loads torch
 
     opts = WSCNNOptions(depth=args.depth, head=args.head, conv2_kernel=args.conv2_kernel,
-                        channels=parse_channels(args.channels), pool_first=args.pool_first)
+                        channels=parse_channels(args.channels), pool_first=args.pool_first,
+                        channel_files=tokens(args.channel_files), channel_names=tokens(args.channel_names))
     if args.no_augment:
         from ..core.training.augment import AugmentConfig  # deferred: loads torch
         opts.augment = AugmentConfig.none()
@@ -70,7 +71,6 @@ def cmd_train_wscnn(args) -> int:
 
 
 def _no_segmentation_args(args, command: str) -> None:
-
     given = segmentation_args_given(args)
     if given:
         raise InputError(f"{', '.join(given)}: object segmentation applies to WSCNN models; "
@@ -87,7 +87,8 @@ def cmd_evaluate(args) -> int:
         from ..core.wscnn.evaluate import evaluate_wscnn  # deferred: loads torch
 
         res = evaluate_wscnn(args.model, args.test, device=args.device, callback=count_bar("evaluating", args.quiet),
-                             channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args))
+                             channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args),
+                             channel_files=tokens(args.channel_files))
         if not args.per_image:
             for k in ("probabilities", "images", "labels"):
                 res.pop(k, None)
@@ -107,11 +108,11 @@ def cmd_predict(args) -> int:
 
     meta = read_meta(args.model)
     if meta.kind == "wscnn":
-
         predict_wscnn_files(args.model, [Path(p) for p in args.inputs], Path(args.out), device=args.device,
                             tile=args.tile, overwrite=args.overwrite, resume=args.resume,
                             saliency_config=saliency_config_from_args(args),
-                            channels=parse_channels(args.channels), callback=count_bar("predicting", args.quiet))
+                            channels=parse_channels(args.channels), channel_files=tokens(args.channel_files),
+                            callback=count_bar("predicting", args.quiet))
     else:
         from ..core.deepyeast.predict_files import (
             predict_deepyeast_files,  # deferred: loads scipy, torch
@@ -120,7 +121,7 @@ def cmd_predict(args) -> int:
         _no_segmentation_args(args, "predict")
         predict_deepyeast_files(args.model, args.inputs, args.out, opts=crop_options(args), device=args.device,
                                 treat_as=args.as_, segment_channel=args.segment_channel,
-                                min_area=args.min_area if args.min_area is not None else 30,
+                                diameter=args.diameter,
                                 overwrite=args.overwrite)
     print(f"wrote {args.out}/predictions.csv", file=sys.stderr)
     return 0
@@ -151,6 +152,8 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--rare-per-positive", default="1-3")
     p.add_argument("--n-per-class", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--channel-names", default=None, help="what the crops' channels are, e.g. H2B,tubulin (kept "
+                   "in mosaic.json and by the models trained on the mosaics)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_mosaic)
 

@@ -29,8 +29,7 @@ from skimage.measure import perimeter
 
 from ..errors import InputError
 
-__all__ = ["FeatureConfig", "FeatureReport", "extract_features", "ForestConfig", "ForestChoice",
-           "fit_forest", "fit_linear", "few_shot_curve"]
+__all__ = ["FeatureConfig", "FeatureReport", "extract_features"]
 
 FAMILIES = ("intensity", "shape", "haralick", "zernike", "gabor", "correlation", "radial")
 _GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "asm", "entropy", "correlation")

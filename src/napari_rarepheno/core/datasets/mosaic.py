@@ -53,6 +53,7 @@ class MosaicConfig:
     splits: tuple[str, ...] = SPLITS
     block: tuple[int, int] = (232, 208)
     augment: bool = True
+    channel_names: tuple[str, ...] | None = None   # what the crops' channels are (kept in mosaic.json)
 
 
 def list_crops(crops_dir: str | Path) -> dict[str, list[Path]]:
@@ -184,7 +185,8 @@ def build_mosaics(crops_dir: str | Path, out_dir: str | Path, cfg: MosaicConfig 
             summary["fields"][split] = {"negative": int(n_fields[split]),
                                         "positive": int(n_fields[split])}
         meta = {"generator": "napari_rarepheno.core.datasets.mosaic", "crops_dir": str(root),
-                "config": asdict(cfg), "split_method": method, "crops": summary["crops"]}
+                "config": asdict(cfg), "split_method": method, "crops": summary["crops"],
+                "channel_names": list(cfg.channel_names) if cfg.channel_names else None}
         (stage / "mosaic.json").write_text(json.dumps(meta, indent=2))
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     return summary

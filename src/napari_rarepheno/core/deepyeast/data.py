@@ -45,6 +45,7 @@ class DeepYeastOptions:
     width: float = 1.0                             # < 1 shrinks every layer (tests, demos); 1 = paper
     crop_scale: str | None = None                  # None (paper) | 'percentile': each crop's channels scaled
     scale_percentiles: tuple[float, float] = (1.0, 99.8)  # ... from these percentiles to 0..1 (model-stored)
+    channel_names: list[str] | None = None         # what each channel is ("H2B", "tubulin"), kept in the model
 
 
 # ------------------------------------------------------------------------ loading

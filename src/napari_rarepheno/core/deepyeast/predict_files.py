@@ -9,17 +9,20 @@ A field ``X.tif`` uses ``X_labels.tif`` beside it when there is one, else it is 
 """
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..io.atomic import write_text
 from ..io.folders import (
     ImageSet,
-    _pair_channel_files,
-    _read_entry,
     group_of,
+    pair_channel_files,
+    read_entry,
     stack_padded,
 )
 from ..io.images import _read_raw, is_image_file, read_image, to_chw, write_tiff
@@ -28,7 +31,7 @@ from ..io.tables import write_csv
 from .aggregate import aggregate, posterior_table
 from .classify import classify_crops, model_options
 from .data import DeepYeastOptions, align_labels, fit_size, load_crops
-from .fields import classify_field
+from .fields import classify_field, crop_shift
 
 
 def _is_field(path: Path, size: int) -> bool:
@@ -41,8 +44,11 @@ def _class_folder_tree(p: Path) -> bool:
     return bool(subs) and not any(is_image_file(f) for f in p.iterdir() if f.is_file())
 
 
-def _crop_rows(lm, data, source: str, device: str, known: bool) -> list[dict]:
+def _crop_rows(lm, data, source: str, device: str, known: bool, notes: dict) -> list[dict]:
     probs = classify_crops(lm, data.images, device=device)
+    shift = crop_shift(lm, data.images, device=device)
+    if shift.messages:
+        notes[source] = shift.messages
     names, rows = lm.meta.class_names, []
     single = len(set(data.paths)) == 1 and len(data) > 1  # HDF5: one file, many rows
     for i in range(len(data)):
@@ -51,18 +57,21 @@ def _crop_rows(lm, data, source: str, device: str, known: bool) -> list[dict]:
         row.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(names)})
         if known:
             row["true_class"] = data.class_names[int(data.labels[i])]
+        row.update(shift.columns(i))
         rows.append(row)
     return rows
 
 
 def predict_deepyeast_files(model, inputs: Sequence[str | Path], out: str | Path, *,
                             opts: DeepYeastOptions | None = None, device: str = "auto", treat_as: str = "auto",
-                            segment_channel: int = 0, min_area: int = 30, overwrite: bool = False) -> dict:
-    """Classify crops and fields into ``out/predictions.csv`` and ``out/groups.csv`` (module doc).
+                            segment_channel: int = 0, diameter: float | None = None, overwrite: bool = False) -> dict:
+    """Classify crops and fields into ``out/predictions.csv`` and ``out/groups.csv`` (module doc);
+    inputs unlike the training cells are reported in ``out/shift.json`` and as warnings, and
+    every row carries its ``shift_score`` (> 1: outside the training distribution).
 
     ``inputs``: class-folder trees, DeepLoc HDF5 files, folders of loose images or image files.
     ``treat_as``: loose images are 'crops', 'fields' or decided by size ('auto': a side more
-    than twice the network's input is a field). ``segment_channel``/``min_area``: the built-in
+    than twice the network's input is a field). ``segment_channel``/``diameter``: the built-in
     segmentation of fields without a ``_labels`` image. ``opts``: how crops are read (channels,
     channel files, groups); unset options come from the model."""
     lm = as_loaded(model, "deepyeast")
@@ -77,12 +86,13 @@ def predict_deepyeast_files(model, inputs: Sequence[str | Path], out: str | Path
     if mode not in ("auto", "crops", "fields"):
         raise InputError(f"treat images as 'auto', 'crops' or 'fields', not {mode!r}")
     rows: list[dict] = []
+    notes: dict[str, list[str]] = {}
     for inp in map(Path, inputs):
         if not inp.exists():
             raise InputError("not found", inp)
         if inp.is_dir() and _class_folder_tree(inp) or inp.suffix.lower() in (".h5", ".hdf5", ".hdf"):
             data = align_labels(load_crops(inp, opts), lm.meta.class_names)
-            rows += _crop_rows(lm, data, inp.name, device, known=True)
+            rows += _crop_rows(lm, data, inp.name, device, True, notes)
             continue
         files = sorted(f for f in inp.iterdir() if f.is_file() and is_image_file(f)) if inp.is_dir() else [inp]
         files = [f for f in files if not f.stem.endswith("_labels")]
@@ -91,25 +101,27 @@ def predict_deepyeast_files(model, inputs: Sequence[str | Path], out: str | Path
         kinds = {f: (mode == "fields") if mode != "auto" else _is_field(f, size) for f in files}
         crops = [f for f in files if not kinds[f]]
         if crops:
-            entries = _pair_channel_files(inp if inp.is_dir() else inp.parent, crops, opts.channel_files) \
+            entries = pair_channel_files(inp if inp.is_dir() else inp.parent, crops, opts.channel_files) \
                 if opts.channel_files else crops
-            arrays = [_read_entry(e, opts.channels, 1) for e in entries]
+            arrays = [read_entry(e, opts.channels, 1) for e in entries]
             paths = [e[0] if isinstance(e, tuple) else e for e in entries]
             data = ImageSet(fit_size(stack_padded(arrays, paths), size, inp), np.zeros(len(paths), np.int64),
                             list(lm.meta.class_names), paths, [group_of(p, opts.group_regex) for p in paths],
                             inp if inp.is_dir() else inp.parent)
-            rows += _crop_rows(lm, data, inp.name, device, known=False)
+            rows += _crop_rows(lm, data, inp.name, device, False, notes)
         for f in (f for f in files if kinds[f]):
             raw = read_image(f, as_float=False)
             lab_path = f.with_name(f.stem + "_labels" + f.suffix)
             labels = read_image(lab_path, as_float=False)[0] if lab_path.exists() else None
             res = classify_field(lm, raw, labels, seg_ch, group=group_of(f, opts.group_regex),
-                                 device=device, min_area=min_area, channels=opts.channels)
+                                 device=device, diameter=diameter, channels=opts.channels)
             if labels is None and res.labels is not None:
                 write_tiff(out / "labels" / f"{f.stem}_labels.tif", res.labels.astype(np.uint16 if
                            res.labels.max() < 65536 else np.uint32), axes="YX", overwrite=overwrite)
             grp = group_of(f, opts.group_regex)
             rows += [{"source": f.name, "group": grp, **r} for r in res.rows]
+            if res.shift.messages:
+                notes[f.name] = res.shift.messages
     if not rows:
         raise InputError("no cells or crops found in the inputs", Path(inputs[0]) if inputs else None)
     names = lm.meta.class_names
@@ -117,4 +129,9 @@ def predict_deepyeast_files(model, inputs: Sequence[str | Path], out: str | Path
     post = posterior_table(aggregate(probs, [r["group"] for r in rows], names), intervals=True)
     write_csv(pred_csv, rows, what="the predictions")
     write_csv(group_csv, post, what="the group table")
-    return {"predictions": str(pred_csv), "groups": str(group_csv), "n_cells": len(rows), "n_groups": len(post)}
+    write_text(out / "shift.json", json.dumps({"inputs_unlike_training": notes}, indent=2), "the shift report")
+    for source, messages in notes.items():
+        for m in messages:
+            warnings.warn(f"{source}: {m}", stacklevel=2)
+    return {"predictions": str(pred_csv), "groups": str(group_csv), "n_cells": len(rows), "n_groups": len(post),
+            "shift": notes}

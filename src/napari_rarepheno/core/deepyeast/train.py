@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ..cells.crops import centre_diameters
 from ..errors import InputError
 from ..inputs.normalize import Normalization
+from ..inputs.shift import fit_input_stats
 from ..io.folders import ImageSet
-from ..io.modelfile import ModelMeta, load_model
+from ..io.modelfile import LoadedModel, ModelMeta, load_model, save_model
 from ..nets.deepyeast import DeepYeast, DeepYeastConfig
 from ..nets.registry import config_to_dict
 from ..progress import CancelToken, ProgressCallback
 from ..training.trainer import TrainConfig, Trainer, TrainResult
+from .classify import embed_crops
 from .data import DeepYeastOptions, align_labels, holdout, load_crops
 
 
@@ -71,13 +75,38 @@ def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYea
     norm = _init_from(model, init_from, opts.crop_scale) if init_from is not None else \
         Normalization.fit(train.images, opts.clip_percentiles, seed=cfg.seed, scale=opts.crop_scale,
                           scale_percentiles=opts.scale_percentiles)
-    train.images = norm.scale_samples(train.images)  # each crop by its own percentiles (model-stored)
+    raw = train.images
+    train.images = norm.scale_samples(raw)  # each crop by its own percentiles (model-stored)
     if val is not None:
         val.images = norm.scale_samples(val.images)
     meta.normalization = norm.to_dict()
+    meta.channel_names = list(opts.channel_names) if opts.channel_names else None
     meta.training.update(data=str(train_dir), n_train=len(train), val=str(val_dir) if val_dir else opts.val_split,
                          input={"channel_files": opts.channel_files, "group_regex": opts.group_regex,
                                 "input_size": opts.input_size, "crop_scale": opts.crop_scale})
     trainer = Trainer(model, meta, cfg, opts.augment, norm, out=Path(out) if out else None,
                       callback=callback, cancel=cancel)
-    return trainer.fit(train, val, resume=resume)
+    res = trainer.fit(train, val, resume=resume)
+    if res.best_epoch > 0 and trainer.dist.is_main:
+        # what the training cells looked like, for the shift checks of every prediction
+        res.meta.input_stats = crop_input_stats(LoadedModel(res.model, res.meta), raw, train.labels)
+        if res.best_path is not None:
+            save_model(res.best_path, res.model, res.meta)
+    return res
+
+
+def crop_input_stats(lm: LoadedModel, crops: np.ndarray, labels: np.ndarray | None = None,
+                     device: str = "cpu") -> dict:
+    """:func:`core.inputs.shift.fit_input_stats` of training crops (as read): intensities,
+    the fc1 embedding, and the cells' size: the diameter of the object at each crop's centre
+    on the first channel (:func:`core.cells.crops.centre_diameters`), the median of the most
+    common class (a field is mostly that class) and of every class."""
+    d = centre_diameters(np.asarray(crops)[:, 0])
+    labels = np.zeros(len(d), int) if labels is None else np.asarray(labels)
+    by_class = {lm.meta.class_names[k]: float(np.nanmedian(d[labels == k])) for k in np.unique(labels)
+                if np.isfinite(d[labels == k]).any()}
+    common = int(np.bincount(labels).argmax())
+    stats = fit_input_stats(crops, embeddings=embed_crops(lm, crops, "fc1", device=device),
+                            diameter=float(np.nanmedian(d[labels == common])) if np.isfinite(d).any() else None)
+    stats["object_diameter_by_class"] = by_class
+    return stats

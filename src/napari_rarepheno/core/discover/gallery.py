@@ -106,7 +106,6 @@ def feature_geometry(model) -> tuple[float, int]:
 
     from torch import nn
 
-
     return unit_geometry(SimpleNamespace(features=model.features, classifier=nn.Identity()))
 
 
@@ -129,7 +128,6 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
     forward and one backward pass (the saliency of ``core.inference.saliency.maps_and_saliency``)."""
     import torch
 
-
     model = lm.model
     xn = norm.apply_torch(torch.from_numpy(norm.scale_samples(x)).to(dev)).requires_grad_(True)
     with eval_mode(model), torch.enable_grad():
@@ -143,7 +141,6 @@ def _wscnn_batch(lm, x: np.ndarray, t: int, dev, norm):
 
 
 def collect_wscnn(lm, files, cfg: GalleryConfig, device, callback: ProgressCallback = None, cancel=None):
-
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "wscnn")
     norm = Normalization.of_model(lm.meta)
@@ -172,7 +169,6 @@ def collect_wscnn(lm, files, cfg: GalleryConfig, device, callback: ProgressCallb
 
 
 def collect_deepyeast(lm, files, cfg: GalleryConfig, device, callback: ProgressCallback = None, cancel=None):
-
     names = list(lm.meta.class_names)
     t = target_index(names, cfg.target, "deepyeast")
     crops, feats, rows = [], [], []
@@ -237,7 +233,6 @@ def explain_file(model, path: str | Path, target: str | None = None, device: str
     path = Path(path)
     raw = read_image(path, as_float=False)
     if lm.meta.kind != "wscnn":
-
         dev = resolve_device(device)
         lm.model.to(dev).eval()
         return raw, probabilities(lm, read_for_model(lm, path)[None], dev)[0], None

@@ -110,11 +110,17 @@ def _prob_columns(names: Sequence[str]) -> list[str]:
     return [f"p_{c}" for c in names]
 
 
+def _stored_channel_files(lm) -> list[str] | None:
+    """The per-channel file patterns the model was trained with, if any."""
+    return lm.meta.training.get("input", {}).get("channel_files")
+
+
 def rank_images(model, inputs: Sequence[str | Path], out: str | Path | None = None, *, score: str = "probability",
                 target: str | None = None, batch_size: int = 16, device: str = "auto", tta: bool = False,
                 resume: bool = False, overwrite: bool = False, callback: ProgressCallback = None,
-                cancel: CancelToken | None = None) -> list[dict]:
+                cancel: CancelToken | None = None, channel_files: Sequence[str] | None = None) -> list[dict]:
     """Score every image of ``inputs`` (files or folders, recursive) and sort, highest first.
+    ``channel_files``: images stored one file per channel (default: the model's patterns).
 
     Rows: rank, image, label (the parent folder when it is a class), predicted, score,
     entropy and ``p_<class>`` for every class. ``target`` picks the class whose probability
@@ -125,7 +131,7 @@ def rank_images(model, inputs: Sequence[str | Path], out: str | Path | None = No
     lm = as_loaded(model)
     names = list(lm.meta.class_names)
     t = target_index(names, target, lm.meta.kind)
-    files = folder_files(inputs, names)
+    files = folder_files(inputs, names, channel_files or _stored_channel_files(lm))
     fields = ["image", "label", "predicted", "score", "entropy"] + _prob_columns(names)
 
     def row(f: LabeledFile, p: np.ndarray) -> dict:
@@ -142,7 +148,8 @@ def rank_images(model, inputs: Sequence[str | Path], out: str | Path | None = No
 
 def find_mislabels(model, labeled: str | Path, out: str | Path | None = None, *, top: int | None = None,
                    batch_size: int = 16, device: str = "auto", tta: bool = False, resume: bool = False,
-                   overwrite: bool = False, callback: ProgressCallback = None, cancel: CancelToken | None = None) -> list[dict]:
+                   overwrite: bool = False, callback: ProgressCallback = None, cancel: CancelToken | None = None,
+                   channel_files: Sequence[str] | None = None) -> list[dict]:
     """Images whose class folder the model disagrees with, most suspicious first.
 
     ``labeled``: ``ROOT/<class>/`` (a split) or a data folder with splits. Rows: rank, image,
@@ -154,7 +161,7 @@ def find_mislabels(model, labeled: str | Path, out: str | Path | None = None, *,
         raise InputError(f"--top must be at least 1, got {top}")
     lm = as_loaded(model)
     names = list(lm.meta.class_names)
-    files = labeled_files(labeled, names)
+    files = labeled_files(labeled, names, channel_files or _stored_channel_files(lm))
     fields = ["image", "split", "label", "suggested", "suspicion", "predicted"] + _prob_columns(names)
 
     def row(f: LabeledFile, p: np.ndarray) -> dict:

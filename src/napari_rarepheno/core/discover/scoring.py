@@ -18,8 +18,9 @@ from ..deepyeast.classify import classify_crops
 from ..device import resolve_device
 from ..errors import InputError
 from ..inference.predict import classify_batch
-from ..io.files import expand_inputs
-from ..io.images import is_image_file, read_image
+from ..io.files import entry_path, image_entries
+from ..io.folders import pair_channel_files, read_entry
+from ..io.images import is_image_file
 from ..io.modelfile import as_loaded
 from ..progress import CancelToken, ProgressCallback, report_items
 
@@ -33,13 +34,23 @@ class LabeledFile:
     path: Path
     label: str = ""
     split: str = ""
+    channels: tuple[Path, ...] | None = None   # one file per channel (``path`` is the first)
+
+    @property
+    def entry(self):
+        return self.channels if self.channels else self.path
 
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
-def labeled_files(root: str | Path, class_names: Sequence[str]) -> list[LabeledFile]:
+def _labeled(entries, label: str, split: str = "") -> list[LabeledFile]:
+    return [LabeledFile(entry_path(e), label, split, e if isinstance(e, tuple) else None) for e in entries]
+
+
+def labeled_files(root: str | Path, class_names: Sequence[str],
+                  channel_files: Sequence[str] | None = None) -> list[LabeledFile]:
     """Every image of ``root/<class>/`` for the model's classes; ``root`` may also be a data
     folder with ``train/ val/ test/`` splits (each split's class folders are read)."""
     root = Path(root)
@@ -64,18 +75,24 @@ def labeled_files(root: str | Path, class_names: Sequence[str]) -> list[LabeledF
                              f"({', '.join(class_names)}); move them out or use a model that knows them", folder)
         for c in class_names:
             if (folder / c).is_dir():
-                out += [LabeledFile(p, c, split) for p in _images_in(folder / c)]
+                files = _images_in(folder / c)
+                entries = pair_channel_files(folder / c, files, channel_files) if channel_files else files
+                out += _labeled(entries, c, split)
     if not out:
         raise InputError("no images in the class folders", root)
     return out
 
 
-def folder_files(inputs: Sequence[str | Path], class_names: Sequence[str] = ()) -> list[LabeledFile]:
-    """Images of files/folders (recursive); the label is the parent folder's name when that
-    is a class of the model (so a ranking of a labeled folder shows the labels)."""
-
-    files = expand_inputs([Path(p) for p in inputs])
-    return [LabeledFile(f, f.parent.name if f.parent.name in class_names else "") for f in files]
+def folder_files(inputs: Sequence[str | Path], class_names: Sequence[str] = (),
+                 channel_files: Sequence[str] | None = None) -> list[LabeledFile]:
+    """Images of files/folders (recursive; one file per channel with ``channel_files``); the
+    label is the parent folder's name when that is a class of the model (so a ranking of a
+    labeled folder shows the labels)."""
+    out = []
+    for e in image_entries([Path(p) for p in inputs], channel_files):
+        parent = entry_path(e).parent.name
+        out += _labeled([e], parent if parent in class_names else "")
+    return out
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
@@ -85,15 +102,15 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return (-(p * np.log(p)).sum(1) / np.log(k)) if k > 1 else np.zeros(len(p))
 
 
-def read_for_model(lm, path: Path) -> np.ndarray:
-    """One file as the float (C, H, W) the model takes (its stored channel selection)."""
-    if lm.meta.kind == "wscnn":
-        img = read_image(path, lm.meta.channels, min_size=lm.model.min_input_size)
-    else:
-        img = read_image(path, lm.meta.channels)
+def read_for_model(lm, entry) -> np.ndarray:
+    """One image (a file, or a tuple of per-channel files) as the float (C, H, W) the model
+    takes (its stored channel selection)."""
+    min_size = lm.model.min_input_size if lm.meta.kind == "wscnn" else 1
+    img = read_entry(entry, lm.meta.channels, min_size)
     want = int(lm.model.config.in_channels)
     if img.shape[0] != want:
-        raise InputError(f"the model expects {want} channel(s) but this image has {img.shape[0]}", path)
+        raise InputError(f"the model expects {want} channel(s) but this image has {img.shape[0]}",
+                         entry_path(entry))
     return img
 
 
@@ -104,7 +121,7 @@ def batches(lm, files: Iterable[LabeledFile], batch_size: int,
     group: list[LabeledFile] = []
     arrays: list[np.ndarray] = []
     for f in files:
-        img = read_for_model(lm, f.path)
+        img = read_for_model(lm, f.entry)
         if arrays and (img.shape != arrays[0].shape or len(arrays) >= batch_size
                        or (len(arrays) + 1) * img.size > max_pixels):
             yield group, np.stack(arrays)
@@ -118,7 +135,6 @@ def batches(lm, files: Iterable[LabeledFile], batch_size: int,
 def probabilities(lm, x: np.ndarray, device) -> np.ndarray:
     """(B, K) class probabilities of one float batch."""
     if lm.meta.kind == "deepyeast":
-
         return classify_crops(lm, x, device=str(device), batch_size=len(x))
 
     return classify_batch(lm, x, len(x), device)

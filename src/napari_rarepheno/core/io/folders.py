@@ -33,6 +33,7 @@ from .images import (
     is_image_file,
     read_image,
     select_channels,
+    to_float,
 )
 
 SPLITS = ("train", "val", "test")
@@ -110,7 +111,7 @@ def list_class_files(root: Path, class_names: Sequence[str] | None = None,
             warnings.warn(f"{folder}: ignored {len(subdirs)} subfolder(s): {', '.join(subdirs[:5])}; images "
                           "must sit directly in the class folder", stacklevel=2)
         if channel_files:
-            images = _pair_channel_files(folder, images, channel_files)
+            images = pair_channel_files(folder, images, channel_files)
         out[cls] = images
     empty = [c for c, f in out.items() if not f]
     if empty:
@@ -118,46 +119,72 @@ def list_class_files(root: Path, class_names: Sequence[str] | None = None,
     return out
 
 
-def _pair_channel_files(folder: Path, files: list[Path], tokens: Sequence[str]) -> list[tuple[Path, ...]]:
-    first = tokens[0]
-    pat = re.compile(rf"(.*)([_\-.]){re.escape(first)}$", re.IGNORECASE)
-    pairs, orphans = [], []
-    by_name = {p.name: p for p in files}
+_REGEX_CHARS = set("^$*+?[](){}|\\")
+
+
+def token_pattern(token: str) -> re.Pattern:
+    """A channel token: a regex when it uses regex syntax, else a literal substring."""
+    try:
+        return re.compile(token if _REGEX_CHARS & set(token) else re.escape(token), re.IGNORECASE)
+    except re.error as e:
+        raise InputError(f"channel file pattern {token!r} is not a valid regular expression ({e})") from None
+
+
+def pair_channel_files(folder: Path, files: Sequence[Path], tokens: Sequence[str]) -> list[tuple[Path, ...]]:
+    """Group one-file-per-channel images: ``tokens`` name each channel's file by a substring
+    (``_Crfp``, ``_Cgfp``) or a regex, anywhere in the file name; files whose names are equal
+    once the token is taken out belong to one image, in the order of ``tokens``. Files that
+    match no token are left out (label images, notes); an image missing a channel is an error."""
+    pats = [token_pattern(t) for t in tokens]
+    groups: dict[str, dict[int, Path]] = {}
+    order: list[str] = []
     for p in files:
-        m = pat.match(p.stem)
-        if not m:
+        hits = [(k, m) for k, pat in enumerate(pats) if (m := pat.search(p.name))]
+        if not hits:
             continue
-        group = []
-        for tok in tokens:
-            name = f"{m.group(1)}{m.group(2)}{tok}{p.suffix}"
-            if name not in by_name:
-                orphans.append(f"{p.name} has no matching '{name}'")
-                break
-            group.append(by_name[name])
-        else:
-            pairs.append(tuple(group))
-    if orphans:
-        raise InputError(f"--channel-files {','.join(tokens)}: unpaired file(s): {'; '.join(orphans[:3])}", folder)
-    if not pairs and files:
-        raise InputError(f"--channel-files {','.join(tokens)}: no file name ends in _{first} "
+        if len(hits) > 1:
+            raise InputError(f"channel files {','.join(tokens)}: the name matches several channels "
+                             f"({', '.join(tokens[k] for k, _ in hits)}); make the patterns more specific", p)
+        k, m = hits[0]
+        key = p.name[:m.start()] + "\0" + p.name[m.end():]
+        if key not in groups:
+            groups[key] = {}
+            order.append(key)
+        if k in groups[key]:
+            raise InputError(f"channel files {','.join(tokens)}: {groups[key][k].name} and {p.name} are the same "
+                             "channel of one image", folder)
+        groups[key][k] = p
+    incomplete = [(key, g) for key, g in groups.items() if len(g) != len(tokens)]
+    if incomplete:
+        key, g = incomplete[0]
+        have = next(iter(g.values())).name
+        missing = [tokens[k] for k in range(len(tokens)) if k not in g]
+        raise InputError(f"channel files {','.join(tokens)}: unpaired file {have}: no matching file for channel(s) "
+                         f"{', '.join(missing)} ({len(incomplete)} image(s) incomplete)", folder)
+    if not groups and files:
+        raise InputError(f"channel files {','.join(tokens)}: no file name contains {tokens[0]!r} "
                          f"(e.g. {files[0].name})", folder)
-    return pairs
+    return [tuple(groups[key][k] for k in range(len(tokens))) for key in order]
 
 
-def _read_entry(entry, channels, min_size) -> np.ndarray:
+def read_entry(entry, channels=None, min_size: int = 1, as_float: bool = True) -> np.ndarray:
+    """One image as (C, H, W): a file, or a tuple of one single-channel file per channel
+    (``as_float=False`` keeps the files' dtype when they share one, else scales each to [0, 1])."""
     if isinstance(entry, tuple):  # one file per channel
-        planes = [read_image(p, min_size=min_size, warn_constant=False) for p in entry]
+        planes = [read_image(p, min_size=min_size, warn_constant=False, as_float=False) for p in entry]
         for p, pl in zip(entry, planes):
             if pl.shape[0] != 1:
-                raise InputError(f"--channel-files expects single-channel files, this one has {pl.shape[0]}", p)
+                raise InputError(f"channel files must hold one channel each; this one has {pl.shape[0]}", p)
             if pl.shape[1:] != planes[0].shape[1:]:
                 raise InputError(f"channel files differ in size: {pl.shape[1:]} vs {planes[0].shape[1:]} "
                                  f"in {entry[0].name}", p)
+        if as_float or len({pl.dtype for pl in planes}) > 1:
+            planes = [to_float(pl) for pl in planes]
         img = np.concatenate(planes, 0)
         if channels is not None:
             img = select_channels(img, channels, entry[0])
         return img
-    return read_image(entry, channels, min_size=min_size, warn_constant=False)
+    return read_image(entry, channels, min_size=min_size, warn_constant=False, as_float=as_float)
 
 
 def group_of(path: Path, group_regex: str | None = None, table: dict[str, str] | None = None) -> str:
@@ -213,7 +240,7 @@ def load_class_folders(root: str | Path, class_names: Sequence[str] | None = Non
     dups: list[tuple[int, int]] = []
     entries = [(ci, e) for ci, c in enumerate(class_names) for e in files[c]]
     for k, (ci, entry) in enumerate(entries):
-        img = _read_entry(entry, channels, min_size)
+        img = read_entry(entry, channels, min_size)
         path = entry[0] if isinstance(entry, tuple) else entry
         if k == 0:  # refuse a folder that cannot fit in memory before reading all of it
             check_fits_in_memory(len(entries) * img.size, 4, root,
@@ -278,6 +305,23 @@ def stack_padded(arrays: list[np.ndarray], paths: list[Path]) -> np.ndarray:
     return out
 
 
+def drop_empty_channels(data: ImageSet, channels: Sequence[int] | None) -> tuple[ImageSet, list[int] | None]:
+    """With no channel selection given, drop the channels that are zero in every image (the
+    empty blue of an RGB file): a model must never demand a channel nobody records. Returns
+    the data and the selection to keep in the model (indices into the files' channels; None
+    when all are kept). A selection the user gave is kept as it is."""
+    if channels is not None or data.n_channels < 2:
+        return data, None if channels is None else list(channels)
+    keep = [c for c in range(data.n_channels) if np.any(data.images[:, c])]
+    if not keep or len(keep) == data.n_channels:
+        return data, None
+    warnings.warn(f"{data.root}: channel(s) {', '.join(str(c) for c in range(data.n_channels) if c not in keep)} "
+                  f"are empty in every image and are not used; the model takes channels {keep} of these files",
+                  stacklevel=2)
+    data.images = np.ascontiguousarray(data.images[:, keep])
+    return data, keep
+
+
 def find_splits(data: str | Path) -> dict[str, Path]:
     """The split folders of a WSCNN data set; a folder without splits counts as 'train' only."""
     data = Path(data)
@@ -299,10 +343,11 @@ def find_splits(data: str | Path) -> dict[str, Path]:
 
 
 def load_wscnn_split(folder: str | Path, channels: Sequence[int] | None = None, min_size: int = 1,
-                     callback: ProgressCallback = None) -> ImageSet:
+                     callback: ProgressCallback = None, channel_files: Sequence[str] | None = None) -> ImageSet:
     folder = Path(folder)
     missing = [c for c in WSCNN_CLASSES if not (folder / c).is_dir()]
     if missing:
         raise InputError(f"missing {' and '.join(m + '/' for m in missing)} (a WSCNN split needs negative/ "
                          "and positive/ folders of images)", folder)
-    return load_class_folders(folder, WSCNN_CLASSES, channels=channels, min_size=min_size, callback=callback)
+    return load_class_folders(folder, WSCNN_CLASSES, channels=channels, min_size=min_size, callback=callback,
+                              channel_files=channel_files)

@@ -39,6 +39,8 @@ class ModelMeta:
     channels: list[int] | None = None           # input channels selected from the files
     normalization: dict = field(default_factory=dict)  # {"mean": [...], "std": [...], ...}
     training: dict = field(default_factory=dict)       # summary: epochs, metrics, recipe...
+    channel_names: list[str] | None = None      # what each input channel is, in order ("H2B", "tubulin")
+    input_stats: dict = field(default_factory=dict)    # the training inputs, for shift checks (inputs.shift)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -74,7 +76,18 @@ class ModelMeta:
         ch = d.get("channels")
         if ch is not None and (not isinstance(ch, list) or not all(isinstance(c, int) for c in ch)):
             raise ModelFileError(f"its metadata is malformed (channels {ch!r} is not a list of integers)", path)
+        names = d.get("channel_names")
+        if names is not None and (not isinstance(names, list) or not all(isinstance(c, str) for c in names)):
+            raise ModelFileError(f"its metadata is malformed (channel_names {names!r} is not a list of names)", path)
+        if not isinstance(d.get("input_stats", {}), dict):
+            raise ModelFileError("its metadata is malformed (input_stats is not a JSON object)", path)
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def input_names(self) -> list[str]:
+        """The model's input channels by name (``channel_names``, else "channel 0", ...)."""
+        n = int(self.config.get("in_channels", len(self.channel_names or []) or 1))
+        names = list(self.channel_names or [])
+        return names + [f"channel {i}" for i in range(len(names), n)]
 
 
 # ------------------------------------------------------------------ low level I/O

@@ -1,13 +1,17 @@
 """Batch augmentation on tensors, on the training device (no per-image Python loops).
 
 One random affine per image (flips, rotation, translation, scaling) applied with
-``affine_grid`` + ``grid_sample``. Parameters are drawn for the *global* batch from a
-seeded generator, so single-process and DDP runs see the same augmented images.
+``affine_grid`` + ``grid_sample``; then, when ``intensity`` is on, what differs between
+plates, movies and microscopes after the model's per-sample scaling: a gain and an offset
+per channel, a gamma, saturation (the bright end clipped, as in an over-exposed 8-bit
+field), a Gaussian blur and Gaussian noise. Parameters are drawn for the *global* batch
+from a seeded generator (intensity after geometry, so turning it on leaves the geometric
+draws as they were), so single-process and DDP runs see the same augmented images.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +27,18 @@ class AugmentConfig:
     scale_px: float = 0.0          # image side changes by uniform [-s, s] px (isotropic)
     enabled: bool = True
     ramp_epochs: float = 0.0       # rotation/translation/scaling grow from none to full over these epochs
+    # intensity (on the scaled images: 0..1 between the scaling percentiles)
+    intensity: bool = False
+    gain: float = 0.25             # per image and channel: x * exp(uniform(-g, g))
+    offset: float = 0.05           # per image and channel: + uniform(-o, o)
+    gamma: float = 0.4             # per image: x ** exp(uniform(-g, g)) (0.67..1.49 for 0.4)
+    saturate: float = 0.3          # probability that values above uniform(0.5, 1) are clipped there
+    blur: float = 1.0              # Gaussian blur sigma uniform(0, b) px, for half the images
+    noise: float = 0.03            # Gaussian noise, std uniform(0, n)
+
+    def with_intensity(self, on: bool = True) -> "AugmentConfig":
+        """A copy with intensity augmentation switched on (or off)."""
+        return replace(self, intensity=on)
 
     def strength(self, epochs_done: float) -> float:
         """Fraction (0..1] of the rotation, translation and scaling ranges used after
@@ -54,7 +70,11 @@ class AugmentConfig:
 
     def is_identity(self) -> bool:
         return not self.enabled or not (self.hflip or self.vflip or self.rotation_ranges or self.rot90
-                                        or self.translate_px or self.scale_px)
+                                        or self.translate_px or self.scale_px or self.intensity)
+
+    def _geometric(self) -> bool:
+        return bool(self.hflip or self.vflip or self.rotation_ranges or self.rot90 or self.translate_px
+                    or self.scale_px)
 
 
 def sample_affine(n: int, h: int, w: int, cfg: AugmentConfig, gen: torch.Generator,
@@ -113,15 +133,63 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
         return x if select is None else x[select]
     n_total = x.shape[0]
     h, w = x.shape[-2:]
-    mats = sample_affine(n_total, h, w, cfg, gen, strength)
+    geometric = cfg._geometric()
+    mats = sample_affine(n_total, h, w, cfg, gen, strength) if geometric else None
+    shade = sample_intensity(tuple(x.shape), cfg, gen) if cfg.intensity else None
     if select is not None:
-        x, mats = x[select], mats[select]
-    if _is_exact(cfg) and h == w:
-        return _exact(x, mats, cfg)
-    grid = F.affine_grid(mats.to(x.device, torch.float32), list(x.shape), align_corners=False)
-    out = F.grid_sample(x.float(), grid.to(x.dtype if x.is_floating_point() else torch.float32),
-                        mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.to(x.dtype) if x.is_floating_point() else out
+        x = x[select]
+        mats = None if mats is None else mats[select]
+        shade = None if shade is None else {k: v[select] for k, v in shade.items()}
+    if mats is None:
+        out = x
+    elif _is_exact(cfg) and h == w:
+        out = _exact(x, mats, cfg)
+    else:
+        grid = F.affine_grid(mats.to(x.device, torch.float32), list(x.shape), align_corners=False)
+        out = F.grid_sample(x.float(), grid.to(x.dtype if x.is_floating_point() else torch.float32),
+                            mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = out.to(x.dtype) if x.is_floating_point() else out
+    return out if shade is None else apply_intensity(out, shade)
+
+
+def sample_intensity(shape: tuple[int, ...], cfg: AugmentConfig, gen: torch.Generator) -> dict:
+    """Per-image intensity parameters (CPU tensors) for a batch of ``shape`` (N, C, H, W)."""
+    n, c, h, w = shape
+    u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
+    sat = torch.where(u(n) < cfg.saturate, 0.5 + 0.5 * u(n), torch.full((n,), math.inf))
+    blur = torch.where(u(n) < 0.5, cfg.blur * u(n), torch.zeros(n))
+    return {"gain": torch.exp((2 * u(n, c) - 1) * cfg.gain), "offset": (2 * u(n, c) - 1) * cfg.offset,
+            "gamma": torch.exp((2 * u(n) - 1) * cfg.gamma), "saturate": sat, "blur": blur,
+            "noise": cfg.noise * u(n)[:, None, None, None] * torch.randn(n, c, h, w, generator=gen)}
+
+
+def apply_intensity(x: torch.Tensor, p: dict) -> torch.Tensor:
+    """Gamma, saturation, gain/offset, blur and noise (:func:`sample_intensity`) on ``x``'s device."""
+    dev = x.device
+    x = x.float()
+    v = lambda k: p[k].to(dev).view(-1, *([1] * (x.dim() - 1))) if p[k].dim() == 1 else p[k].to(dev)  # noqa: E731
+    x = x.clamp_min(0) ** v("gamma")
+    sat = v("saturate")
+    x = torch.where(torch.isfinite(sat), torch.minimum(x, sat) / sat, x)
+    x = x * p["gain"].to(dev)[..., None, None] + p["offset"].to(dev)[..., None, None]
+    if bool((p["blur"] > 0).any()):
+        x = _blur(x, p["blur"].to(dev))
+    return x + p["noise"].to(dev)
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per image (0: unchanged), reflect padding."""
+    n, c, h, w = x.shape
+    r = max(1, int(math.ceil(3 * float(sigma.max()))))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    s = sigma.to(x.dtype).clamp_min(1e-3)[:, None]
+    k = torch.exp(-0.5 * (t[None] / s) ** 2)
+    k = torch.where(sigma[:, None] > 0, k, (t[None] == 0).to(x.dtype))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n*c, 2r+1)
+    y = x.reshape(1, n * c, h, w)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="reflect"), k[:, None, None, :], groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k[:, None, :, None], groups=n * c)
+    return y.reshape(n, c, h, w)
 
 
 def _exact(x: torch.Tensor, mats: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:

@@ -27,16 +27,21 @@ from ..progress import ProgressCallback, report_items
 
 def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, device: str = "auto",
                    localization: bool = True, saliency_config=None, batch_size: int = 16,
-                   callback: ProgressCallback = None, channels: Sequence[int] | None = None) -> dict:
+                   callback: ProgressCallback = None, channels: Sequence[int] | None = None,
+                   channel_files: Sequence[str] | None = None) -> dict:
     """Accuracy/precision/recall on a split folder; with ``objects.csv`` also the paper's
     localisation metric on the positive images (``localization_*``: a box counts when the mask
     covers >= 90% of it) and a detection score (``detection_*``: a box counts when a detected
     peak lies in it; the fair one for mosaics, whose boxes are whole crops). ``channels``
-    (``--channels``) overrides the channel selection stored in the model."""
+    (``--channels``) overrides the channel selection stored in the model; ``channel_files``
+    (``--channel-files``) reads images stored one file per channel (default: the model's
+    patterns, if it was trained on such files)."""
     lm = as_loaded(model, "wscnn")
     split_dir = Path(split_dir)
     dev = resolve_device(device)
-    data = load_wscnn_split(split_dir, lm.meta.channels if channels is None else channels, lm.model.min_input_size)
+    channel_files = channel_files or lm.meta.training.get("input", {}).get("channel_files")
+    data = load_wscnn_split(split_dir, lm.meta.channels if channels is None else channels, lm.model.min_input_size,
+                            channel_files=channel_files)
     expected = lm.model.config.in_channels
     if data.n_channels != expected:
         raise InputError(f"the model expects {expected} channel(s) but the images have {data.n_channels}; "

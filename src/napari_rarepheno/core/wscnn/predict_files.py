@@ -23,8 +23,9 @@ import numpy as np
 
 from ..errors import Cancelled, InputError, OutputError, ensure_writable_dir
 from ..inference.segment import SaliencyConfig, segment_saliency
-from ..io.files import expand_inputs, unique_names
-from ..io.images import available_memory, is_constant, read_image, write_tiff
+from ..io.files import entry_names, entry_path, image_entries
+from ..io.folders import read_entry
+from ..io.images import available_memory, is_constant, write_tiff
 from ..io.tables import write_csv
 from ..progress import CancelToken, ProgressCallback, report_items
 
@@ -36,11 +37,12 @@ _BYTES_PER_PIXEL = 1200
 _OBJECT_FIELDS = ["image", "object_id", "y", "x", "score", "area"]
 
 
-def output_paths(files: Sequence[Path], out: Path) -> list[Path]:
-    """Every file a run over ``files`` writes into ``out`` (for "replace?" questions)."""
+def output_paths(names: Sequence[str], out: Path) -> list[Path]:
+    """Every file a run over images with these output ``names`` (:func:`core.io.files.entry_names`)
+    writes into ``out`` (for "replace?" questions)."""
     out = Path(out)
     paths = [out / "predictions.csv", out / "objects.csv"]
-    for n in unique_names(files):
+    for n in names:
         paths += [out / f"{n}_saliency.tif", out / f"{n}_mask.tif"]
     return paths
 
@@ -121,12 +123,15 @@ def _tile_for(lm, img: np.ndarray, tile: int | None, path: Path) -> int | None:
 
 def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str = "auto", tile: int | None = None,
                         overwrite: bool = False, resume: bool = False, saliency_config=None,
-                        channels: Sequence[int] | None = None,
+                        channels: Sequence[int] | None = None, channel_files: Sequence[str] | None = None,
                         callback: ProgressCallback = None, cancel: CancelToken | None = None) -> Path:
     """Predict every image of ``inputs`` (files or folders) into ``out``.
 
     ``channels`` selects channels of the files (``--channels``); by default the model's
-    stored selection is applied when a file has more channels than the model."""
+    stored selection is applied when a file has more channels than the model.
+    ``channel_files``: images stored one file per channel, named by these substrings or
+    regexes in the model's channel order (``--channel-files _Crfp,_Cgfp``); by default the
+    patterns the model was trained with, if any."""
     from ..device import resolve_device  # deferred: loads torch
     from ..inference.predict import predict_wscnn  # deferred: loads torch
     from ..io.modelfile import as_loaded  # deferred: loads torch
@@ -135,13 +140,15 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
         raise InputError("choose one: --resume (continue the run in the output folder) or --overwrite "
                          "(start again, replacing its files)")
     lm = as_loaded(model, "wscnn")
-    files = expand_inputs(inputs)
-    names = unique_names(files)
+    channel_files = channel_files or lm.meta.training.get("input", {}).get("channel_files")
+    entries = image_entries(inputs, channel_files)
+    files = [entry_path(e) for e in entries]
+    names = entry_names(entries, channel_files)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError("the output path is a file; give a folder for the results", out)
     if not (overwrite or resume):
-        existing = [p for p in output_paths(files, out) if p.exists()]
+        existing = [p for p in output_paths(names, out) if p.exists()]
         if existing:
             raise OutputError(f"{len(existing)} result file(s) exist already (e.g. {existing[0].name}); use "
                               "--resume to continue that run or --overwrite to replace them", out)
@@ -156,13 +163,13 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
     n_done = len(done)
     tables = _Tables(csv_path, obj_path, fields, append=resume and csv_path.exists())
     try:
-        for k, (f, name) in enumerate(zip(files, names)):
+        for k, (entry, f, name) in enumerate(zip(entries, files, names)):
             if cancel is not None and cancel.cancelled:
                 break
             if str(f) in done:
                 continue
             try:
-                img = read_image(f, channels, as_float=False, warn_constant=False)
+                img = read_entry(entry, channels, as_float=False)
             except InputError as e:
                 if not n_done:
                     raise

@@ -5,6 +5,7 @@ The folder contract is ``DATA/{train,val,test}/{negative,positive}/*`` with opti
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ..errors import InputError
 from ..inference.border import border_decision, border_margin, pad_border
 from ..inputs.normalize import Normalization
 from ..io.atomic import remove_stale_temps
-from ..io.folders import ImageSet, find_splits, load_wscnn_split
+from ..io.folders import ImageSet, drop_empty_channels, find_splits, load_wscnn_split
 from ..io.modelfile import (
     LoadedModel,
     ModelMeta,
@@ -37,7 +38,9 @@ class WSCNNOptions:
     depth: int = 4
     head: str = "max"
     conv2_kernel: int = 3
-    channels: list[int] | None = None
+    channels: list[int] | None = None   # channels of the files to use (None: every channel that holds signal)
+    channel_files: list[str] | None = None  # one file per channel: substrings/regexes naming each channel's file
+    channel_names: list[str] | None = None  # what each input channel is, kept in the model (mosaic.json's if None)
     pool_first: bool | None = None      # WSCNNConfig.pool_first; None: yes, except under the paper recipe
     val_fraction: float = 0.2           # used only when DATA has no val/ split
     scale: str | None = None            # per-image intensity scaling: None | 'percentile' (Normalization.scale)
@@ -59,18 +62,21 @@ def holdout_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet,
 
 
 def load_train_val(data_dir: str | Path, opts: WSCNNOptions, seed: int = 0,
-                   callback: ProgressCallback = None) -> tuple[ImageSet, ImageSet | None]:
+                   callback: ProgressCallback = None) -> tuple[ImageSet, ImageSet | None, list[int] | None]:
+    """(train, val, the channel selection the model keeps): channels nobody records (zero in
+    every training image, e.g. the blue of RGB mosaics) are left out unless chosen."""
     splits = find_splits(data_dir)
     if "train" not in splits:
         raise InputError("no train/ split (expected DATA/train/{negative,positive}/)", data_dir)
     min_size = WSCNN(WSCNNConfig(conv2_kernel=opts.conv2_kernel, depth=opts.depth)).min_input_size
-    train = load_wscnn_split(splits["train"], opts.channels, min_size, callback)
+    train = load_wscnn_split(splits["train"], opts.channels, min_size, callback, opts.channel_files)
+    train, channels = drop_empty_channels(train, opts.channels)
     few = [train.class_names[c] for c in (0, 1) if (train.labels == c).sum() < 2]
     if few:
         raise InputError(f"need at least 2 training images in each of negative/ and positive/; too few in "
                          f"{', '.join(few)}/", splits["train"])
     if "val" in splits:
-        val = load_wscnn_split(splits["val"], opts.channels, min_size)
+        val = load_wscnn_split(splits["val"], channels, min_size, channel_files=opts.channel_files)
         if val.n_channels != train.n_channels:
             raise InputError(f"val/ images have {val.n_channels} channel(s) but train/ images have "
                              f"{train.n_channels}", splits["val"])
@@ -81,7 +87,17 @@ def load_train_val(data_dir: str | Path, opts: WSCNNOptions, seed: int = 0,
             train.images = _pad_to(train.images, H, W)
     else:
         train, val = holdout_split(train, opts.val_fraction, seed)
-    return train, val
+    return train, val, channels
+
+
+def _mosaic_channel_names(data_dir: str | Path) -> list[str] | None:
+    """Names a data set records for its files' channels (``mosaic.json``)."""
+    info = Path(data_dir) / "mosaic.json"
+    try:
+        names = json.loads(info.read_text()).get("channel_names") if info.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return [str(n) for n in names] if isinstance(names, list) and names else None
 
 
 def _pad_to(a: np.ndarray, H: int, W: int) -> np.ndarray:
@@ -100,7 +116,8 @@ def build_wscnn(train: ImageSet, opts: WSCNNOptions, seed: int = 0) -> tuple[WSC
                       input_size=tuple(train.images.shape[2:]) if opts.head == "fc" else None)
     torch.manual_seed(seed)  # the initial weights are part of the seeded run
     model = WSCNN(cfg)
-    meta = ModelMeta("wscnn", config_to_dict(cfg), list(train.class_names), opts.channels)
+    meta = ModelMeta("wscnn", config_to_dict(cfg), list(train.class_names), opts.channels,
+                     channel_names=list(opts.channel_names)[:train.n_channels] if opts.channel_names else None)
     return model, meta
 
 
@@ -119,13 +136,16 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     # only show after the data set is loaded (or, for --out, after the first epoch)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
     if out:
-
         check_model_output(out)
         remove_stale_temps(*checkpoint_paths(Path(out)))  # left by a killed run; the real files are intact
     prev = load_model(init_from, expect_kind="wscnn") if init_from is not None else None
     if opts.pool_first is None:  # a continued model keeps its layer order
         opts = replace(opts, pool_first=prev.model.config.pool_first if prev else cfg.recipe != "paper")
-    train, val = load_train_val(data_dir, opts, cfg.seed, load_callback)
+    train, val, channels = load_train_val(data_dir, opts, cfg.seed, load_callback)
+    names = opts.channel_names
+    if not names and (in_files := _mosaic_channel_names(data_dir)):  # names of the files' channels
+        names = [in_files[c] if c < len(in_files) else f"channel {c}" for c in (channels or range(train.n_channels))]
+    opts = replace(opts, channels=channels, channel_names=names)
     model, meta = build_wscnn(train, opts, cfg.seed)
     if prev is not None:
         if prev.model.config != model.config:
@@ -140,7 +160,8 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     if val is not None:
         val.images = norm.scale_samples(val.images)
     meta.normalization = norm.to_dict()
-    meta.training.update(data=str(data_dir), n_train=len(train), image_size=list(train.images.shape[2:]))
+    meta.training.update(data=str(data_dir), n_train=len(train), image_size=list(train.images.shape[2:]),
+                         input={"channel_files": opts.channel_files})
     variants, margin = {}, 0
     if val is not None and len(val):
         # the max head is validated with and without the border margin prediction can add;
@@ -153,7 +174,6 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
                       callback=callback, cancel=cancel)
     res = trainer.fit(train, val, resume=resume, val_variants=variants)
     if margin and res.best_epoch > 0:
-
         best = next(r for r in res.history if r["epoch"] == res.best_epoch)
         if "val_loss_border" in best:  # not when the best epoch came from a run started before this check
             res.meta.training.update(border_decision(best, margin))

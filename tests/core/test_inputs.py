@@ -1,0 +1,185 @@
+"""What a network is given: one normalisation on every path, the shift checks, channels named
+and mapped (per-channel files, empty channels), intensity augmentation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_rarepheno.core.datasets.bundled import MITOSIS_CROPS, mitosis_field_files
+from napari_rarepheno.core.deepyeast.classify import classify_crops
+from napari_rarepheno.core.deepyeast.data import DeepYeastOptions, load_crops
+from napari_rarepheno.core.deepyeast.fields import classify_field
+from napari_rarepheno.core.errors import InputError
+from napari_rarepheno.core.inputs.normalize import Normalization, sample_ranges
+from napari_rarepheno.core.inputs.shift import compare, fit_input_stats
+from napari_rarepheno.core.io.files import entry_names, image_entries
+from napari_rarepheno.core.io.folders import (
+    ImageSet,
+    drop_empty_channels,
+    pair_channel_files,
+    read_entry,
+)
+from napari_rarepheno.core.io.modelfile import LoadedModel, ModelMeta
+from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
+from napari_rarepheno.core.nets.registry import config_to_dict
+from napari_rarepheno.core.training.augment import AugmentConfig, augment_batch
+
+
+def _mitosis(n: int = 40) -> np.ndarray:
+    """Real crops (float [0, 1] from 8-bit PNG), H2B and tubulin."""
+    return load_crops(MITOSIS_CROPS, DeepYeastOptions(channels=[0, 1])).images[::7][:n]
+
+
+# ----------------------------------------------------------------- normalisation
+def test_percentile_scaling_removes_gain_and_offset():
+    x = _mitosis()
+    norm = Normalization(scale="percentile")
+    a = norm.scale_samples(x)
+    b = norm.scale_samples(0.5 * x + 0.1)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_allclose(np.percentile(a, 99.8, axis=(2, 3)), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(Normalization().scale_samples(x), x)  # scale None: the papers' path
+
+
+def test_a_field_tile_by_tile_uses_the_whole_fields_percentiles():
+    h2b, tub = mitosis_field_files()
+    field = np.stack([tifffile.imread(h2b), tifffile.imread(tub)]).astype(np.float32) / 255
+    norm = Normalization(scale="percentile")
+    whole = norm.scale_samples(field)
+    ranges = norm.ranges(field)
+    window = norm.scale_window(field[:, 100:300, 200:500], ranges)
+    np.testing.assert_allclose(window, whole[:, 100:300, 200:500], atol=1e-6)
+    # a lazily read field (anything with read()) gives the same percentiles
+    lazy = type("Lazy", (), {"shape": field.shape, "read": lambda s, y0, y1, x0, x1: field[:, y0:y1, x0:x1]})()
+    np.testing.assert_allclose(sample_ranges(lazy), ranges, rtol=1e-6)
+
+
+def _tiny_deepyeast(scale: str | None, stats: dict | None = None) -> LoadedModel:
+    torch.manual_seed(0)
+    cfg = DeepYeastConfig(in_channels=2, n_classes=3, widths=(8,) * 8, fc_widths=(16, 16))
+    model = DeepYeast(cfg).eval()
+    norm = Normalization.fit(_mitosis(), scale=scale)
+    meta = ModelMeta("deepyeast", config_to_dict(cfg), ["a", "b", "c"], [0, 1], normalization=norm.to_dict(),
+                     channel_names=["H2B", "tubulin"], input_stats=stats or {})
+    return LoadedModel(model, meta)
+
+
+@pytest.mark.parametrize("scale", [None, "percentile"])
+def test_a_crop_cut_from_a_field_reaches_the_network_as_the_same_crop_read_alone(scale):
+    """The field path (classify_field: cut, scale, classify) and the crop path
+    (classify_crops on the crop itself) give the network the same input."""
+    lm = _tiny_deepyeast(scale)
+    rng = np.random.default_rng(0)
+    field = (rng.random((2, 200, 260)) * 200).astype(np.uint8)
+    centres = np.array([[60.0, 80.0], [130.0, 190.0]])
+    got = classify_field(lm, field, centroids=centres, device="cpu")
+    crops = np.stack([field[:, 28:92, 48:112], field[:, 98:162, 158:222]])
+    np.testing.assert_allclose(got.probabilities, classify_crops(lm, crops, device="cpu", precision="fp32"),
+                               atol=1e-5)
+
+
+def test_old_deepyeast_files_keep_their_crop_scaling():
+    lm = _tiny_deepyeast(None)
+    lm.meta.training["input"] = {"crop_scale": "percentile"}  # written before the scaling moved
+    for k in ("scale", "scale_percentiles"):
+        lm.meta.normalization.pop(k)
+    norm = Normalization.of_model(lm.meta)
+    assert norm.scale == "percentile" and norm.scale_percentiles == (1.0, 99.9)
+
+
+# ------------------------------------------------------------------------ shift
+def test_shift_warning_fires_on_twice_as_bright_cells_not_on_the_training_cells():
+    x = _mitosis(60) * 0.45  # cells at a mid exposure, so that x2 does not saturate
+    stats = fit_input_stats(x)
+    assert compare(stats, x, channel_names=["H2B", "tubulin"]).messages == []
+    rep = compare(stats, np.clip(2 * x, 0, 1), channel_names=["H2B", "tubulin"], scaled=True)
+    assert len(rep.messages) == 1 and "2.0x brighter" in rep.messages[0] and "H2B" in rep.messages[0]
+    assert np.median(rep.brightness) == pytest.approx(2.0, rel=0.05)
+    dim = compare(stats, 0.5 * x)
+    assert "2.0x darker" in dim.messages[0] and "absolute intensities" in dim.messages[0]
+
+
+def test_shift_score_separates_cells_unlike_the_training_cells():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(400, 32))
+    stats = fit_input_stats(np.zeros((3, 1, 8, 8)), embeddings=train)
+    same = compare(stats, embeddings=rng.normal(size=(200, 32)))
+    assert same.messages == [] and 0.0 <= (same.shift_score > 1).mean() < 0.05
+    moved = compare(stats, embeddings=rng.normal(size=(200, 32)) + 4.0)
+    assert (moved.shift_score > 1).mean() > 0.9
+    assert "lie outside the training distribution" in moved.messages[0]
+
+
+def test_size_shift_is_reported():
+    stats = fit_input_stats(np.zeros((3, 1, 8, 8)), diameter=20.0)
+    assert compare(stats, diameter=21.0).messages == []
+    assert "1.6x the size" in compare(stats, diameter=32.0).messages[0]
+
+
+def test_deepyeast_field_rows_carry_the_shift_score():
+    crops = _mitosis(60)
+    lm = _tiny_deepyeast("percentile")
+    from napari_rarepheno.core.deepyeast.train import crop_input_stats
+    lm.meta.input_stats = crop_input_stats(lm, crops)
+    assert {"intensity", "embedding"} <= set(lm.meta.input_stats)
+    field = np.zeros((2, 160, 160), np.float32)
+    field[:, 16:80, 16:80] = crops[0]
+    res = classify_field(lm, field, centroids=[[48, 48]], device="cpu")
+    assert "shift_score" in res.rows[0] and "brightness" in res.rows[0]
+
+
+# --------------------------------------------------------------------- channels
+def test_per_channel_files_pair_by_a_token_anywhere_in_the_name(tmp_path):
+    for s in (1, 2):
+        for tok, v in (("Crfp", 10), ("Cgfp", 20)):
+            tifffile.imwrite(tmp_path / f"tubulin_P0040_T0000{s}_{tok}_Z1_S1.tif", np.full((8, 9), v * s, np.uint8))
+    (tmp_path / "notes.tif").write_bytes(b"")  # matches no channel: left out
+    files = sorted(tmp_path.glob("*.tif"))
+    pairs = pair_channel_files(tmp_path, files, ["_Crfp", "_Cgfp"])
+    assert [tuple(p.name for p in e) for e in pairs] == [
+        ("tubulin_P0040_T00001_Crfp_Z1_S1.tif", "tubulin_P0040_T00001_Cgfp_Z1_S1.tif"),
+        ("tubulin_P0040_T00002_Crfp_Z1_S1.tif", "tubulin_P0040_T00002_Cgfp_Z1_S1.tif")]
+    img = read_entry(pairs[1], as_float=False)
+    assert img.shape == (2, 8, 9) and img.dtype == np.uint8 and img[0, 0, 0] == 20 and img[1, 0, 0] == 40
+    assert pair_channel_files(tmp_path, files, [r"C(rfp)", r"C(gfp)"]) == pairs  # regexes too
+    (tmp_path / "notes.tif").unlink()
+    entries = image_entries([tmp_path], ["_Crfp", "_Cgfp"])
+    assert entry_names(entries, ["_Crfp", "_Cgfp"]) == ["tubulin_P0040_T00001_Z1_S1", "tubulin_P0040_T00002_Z1_S1"]
+    (tmp_path / "tubulin_P0040_T00002_Cgfp_Z1_S1.tif").unlink()
+    with pytest.raises(InputError, match="no matching file for channel.*_Cgfp"):
+        pair_channel_files(tmp_path, sorted(tmp_path.glob("*.tif")), ["_Crfp", "_Cgfp"])
+
+
+def test_the_bundled_field_is_one_image_of_two_channels():
+    h2b, tub = mitosis_field_files()
+    (entry,) = image_entries([h2b.parent], ["_Crfp", "_Cgfp"])
+    assert entry == (h2b, tub)
+    assert read_entry(entry).shape == (2, 1040, 1392)
+
+
+def test_an_empty_rgb_channel_is_never_demanded():
+    imgs = np.zeros((4, 3, 8, 8), np.float32)
+    imgs[:, :2] = np.random.default_rng(0).random((4, 2, 8, 8))
+    data = ImageSet(imgs, np.zeros(4, np.int64), ["a"], [], [], None)
+    with pytest.warns(UserWarning, match="channel.*2 are empty"):
+        out, keep = drop_empty_channels(data, None)
+    assert keep == [0, 1] and out.images.shape == (4, 2, 8, 8)
+    assert drop_empty_channels(ImageSet(imgs, np.zeros(4, np.int64), ["a"], [], [], None), [0, 2])[1] == [0, 2]
+
+
+# ------------------------------------------------------------------ augmentation
+def test_intensity_augmentation_leaves_the_geometric_draws_alone():
+    x = torch.rand(8, 2, 32, 32)
+    plain = augment_batch(x, AugmentConfig.deepyeast(), torch.Generator().manual_seed(3))
+    shaded = augment_batch(x, AugmentConfig.deepyeast().with_intensity(), torch.Generator().manual_seed(3))
+    again = augment_batch(x, AugmentConfig.deepyeast().with_intensity(), torch.Generator().manual_seed(3))
+    torch.testing.assert_close(shaded, again)  # seeded
+    assert not torch.allclose(plain, shaded)
+    # the same geometry: shaded images correlate with their un-shaded versions
+    r = [np.corrcoef(plain[i].flatten(), shaded[i].flatten())[0, 1] for i in range(8)]
+    assert min(r) > 0.5
+    half = augment_batch(x, AugmentConfig.deepyeast().with_intensity(), torch.Generator().manual_seed(3),
+                         select=slice(0, 4))
+    torch.testing.assert_close(half, shaded[:4])  # a DDP rank's share
