@@ -15,6 +15,7 @@ are tiled automatically (``head='max'`` networks) instead of exhausting memory.
 from __future__ import annotations
 
 import csv
+import json
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..errors import Cancelled, InputError, OutputError, ensure_writable_dir
 from ..inference.segment import SaliencyConfig, segment_saliency
+from ..io.atomic import write_text
 from ..io.files import entry_names, entry_path, image_entries
 from ..io.folders import read_entry
 from ..io.images import available_memory, is_constant, write_tiff
@@ -135,6 +137,7 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
     from ..device import resolve_device  # deferred: loads torch
     from ..inference.predict import predict_wscnn  # deferred: loads torch
     from ..io.modelfile import as_loaded  # deferred: loads torch
+    from .shift import image_shift  # deferred: loads torch
 
     if overwrite and resume:
         raise InputError("choose one: --resume (continue the run in the output folder) or --overwrite "
@@ -156,10 +159,11 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
     ensure_writable_dir(out, create=False)
     csv_path, obj_path = out / "predictions.csv", out / "objects.csv"
     classes = list(lm.meta.class_names)
-    fields = ["image", "name"] + [f"p_{c}" for c in classes] + ["predicted", "n_objects"]
+    fields = ["image", "name"] + [f"p_{c}" for c in classes] + ["predicted", "n_objects", "brightness", "size_ratio"]
     done = _prepare_resume(csv_path, obj_path, fields) if resume else set()
     scfg = saliency_config or SaliencyConfig()
     constant: list[str] = []
+    notes: dict[str, list[str]] = {}
     n_done = len(done)
     tables = _Tables(csv_path, obj_path, fields, append=resume and csv_path.exists())
     try:
@@ -199,8 +203,13 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
                              int(areas[lab]) if lab < len(areas) else 0])
             tables.objects(rows)
             # the prediction row comes last: it marks the image as done for --resume
+            shift = image_shift(lm, img)  # this image against the training images
+            if shift.messages:
+                notes[name] = shift.messages
             row = {"image": str(f), "name": name, "predicted": classes[int(np.argmax(pred.probabilities))],
-                   "n_objects": int(det.labels.max())}
+                   "n_objects": int(det.labels.max()),
+                   "brightness": "" if shift.brightness is None else f"{float(shift.brightness[0]):.3f}",
+                   "size_ratio": f"{shift.summary['size_ratio']:.3f}" if "size_ratio" in shift.summary else ""}
             row.update({f"p_{c}": f"{p:.6f}" for c, p in zip(classes, pred.probabilities)})
             tables.prediction(row)
             n_done += 1
@@ -208,6 +217,11 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
         tables.open()  # a run with nothing (left) to do still leaves valid, empty tables
     finally:
         tables.close()
+    if notes:
+        write_text(out / "shift.json", json.dumps({"images_unlike_training": notes}, indent=2), "the shift report")
+        first = next(iter(notes))
+        warnings.warn(f"{len(notes)} image(s) unlike the training images, e.g. {first}: {notes[first][0]} "
+                      "(all in shift.json; sort predictions.csv on brightness or size_ratio)", stacklevel=2)
     if constant:
         warnings.warn(f"{len(constant)} constant image(s) (every pixel equal, no signal): "
                       f"{', '.join(constant[:5])}{' ...' if len(constant) > 5 else ''}", stacklevel=2)

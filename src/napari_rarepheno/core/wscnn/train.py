@@ -29,6 +29,7 @@ from ..nets.wscnn import WSCNN, WSCNNConfig
 from ..progress import CancelToken, ProgressCallback
 from ..training.augment import AugmentConfig
 from ..training.trainer import TrainConfig, Trainer, TrainResult, checkpoint_paths
+from .shift import image_input_stats
 
 
 @dataclass
@@ -156,7 +157,8 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     else:
         norm = Normalization.fit(train.images, seed=cfg.seed, scale=opts.scale,
                                  scale_percentiles=opts.scale_percentiles)
-    train.images = norm.scale_samples(train.images)  # each image by its own percentiles (model-stored)
+    raw = train.images
+    train.images = norm.scale_samples(raw)  # each image by its own percentiles (model-stored)
     if val is not None:
         val.images = norm.scale_samples(val.images)
     meta.normalization = norm.to_dict()
@@ -173,10 +175,12 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
     trainer = Trainer(model, meta, cfg, opts.augment, norm, out=Path(out) if out else None,
                       callback=callback, cancel=cancel)
     res = trainer.fit(train, val, resume=resume, val_variants=variants)
-    if margin and res.best_epoch > 0:
-        best = next(r for r in res.history if r["epoch"] == res.best_epoch)
-        if "val_loss_border" in best:  # not when the best epoch came from a run started before this check
-            res.meta.training.update(border_decision(best, margin))
-            if res.best_path is not None and trainer.dist.is_main:
-                save_model(res.best_path, res.model, res.meta)
+    if res.best_epoch > 0:
+        if margin:
+            best = next(r for r in res.history if r["epoch"] == res.best_epoch)
+            if "val_loss_border" in best:  # not when the best epoch came from a run started before this check
+                res.meta.training.update(border_decision(best, margin))
+        res.meta.input_stats = image_input_stats(raw)  # for the shift checks of every prediction
+        if res.best_path is not None and trainer.dist.is_main:
+            save_model(res.best_path, res.model, res.meta)
     return res
