@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["speed.py", "wscnn_tables.py", "deepyeast_mitosis.py", "deepyeast_synthetic.py", "discovery.py",
-           "time_to_accuracy.py"]
+           "time_to_accuracy.py", "segmentation.py", "transfer.py"]
 # wscnn_tables.py already records the WSCNN time-to-accuracy curve of its max-head run
 OWN_ARGS = {"time_to_accuracy.py": ["--skip-wscnn"]}
 

@@ -26,6 +26,7 @@ points on unseen movies/regions, reaches >= 90% there, loses <= 3 points under e
 perturbation; >= 80% of the field's cells called interphase.
 
     .venv/bin/python benchmarks/transfer.py [--epochs 20] [--variants paper,scaled,scaled+aug] [--splits ...]
+    .venv/bin/python benchmarks/transfer.py --quick     # smoke run
 """
 from __future__ import annotations
 
@@ -116,8 +117,12 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-forest", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, the region split, one variant")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/transfer.json"))
     args = ap.parse_args(argv)
+    if args.quick:
+        args.epochs, args.splits, args.variants = 2, "region", "scaled+aug"
+        args.out = str(Path(args.out).with_name("transfer_quick.json"))
 
     import torch
 

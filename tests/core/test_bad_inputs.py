@@ -277,7 +277,8 @@ CASES = [
       TRAIN, r"has 12 planes: looks like a 3-D stack or a time series"),
     C("rgb_and_grayscale_mixed", _b(lambda t: tree(t / "data", rgb_positive=True)), TRAIN,
       r"images have different channel counts \(1 channel\(s\), e\.g\. .*neg_0\.png; 3 channel\(s\), e\.g\. "
-      r".*pos_0\.png\); mixing RGB and grayscale\? choose channels with --channels"),
+      r".*pos_0\.png\); mixing RGB and grayscale\? choose the channels to use \(--channels or --channel-files on "
+      r"the command line; the channel mapping in the dock\)"),
     C("smaller_than_receptive_field",
       _b(lambda t: data_with(t, "tiny.png", lambda p: png(p, noise(6, (30, 30))))), TRAIN,
       r"image is 30x30 px, smaller than the network's minimum input of 46x46 px \(its receptive field\)"),
@@ -302,20 +303,20 @@ CASES = [
     # --- channels
     C("channels_out_of_range", _b(lambda t: tree(t / "data") / "negative" / "neg_0.png"),
       lambda tmp, named, models: train(tmp, "--channels", "0,3"),
-      r"--channels 0,3 is out of range: the image has 1 channel \(0\.\.0\)"),
+      r"channels 0,3 are out of range: the image has 1 channel \(0\.\.0\)"),
     C("channels_not_integers", _b(lambda t: tree(t / "data") and "--channels"),
       lambda tmp, named, models: train(tmp, "--channels", "red"),
       r"--channels must be comma-separated integers like 0,1, got 'red'"),
     C("wrong_channel_count_for_model_predict",
       lambda tmp, models: png(tmp / "in" / "rgb.png", noise(8, (SIZE, SIZE, 3))),
       lambda tmp, named, models: predict(tmp, models["wscnn"]),
-      r"the model expects 1 channel\(s\) but the image has 3; choose the channel\(s\) with --channels"),
+      r"the model expects 1 channel\(s\) but the image has 3; choose the channels to use \(--channels"),
     C("wrong_channel_count_for_model_evaluate",
       lambda tmp, models: tree(tmp / "data", split="test", rgb_positive=True) and
       [png(tmp / "data" / "test" / "negative" / f"neg_{i}.png", noise(i, (SIZE, SIZE, 3))) for i in range(3)] and
       tmp / "data" / "test",
       lambda tmp, named, models: ["evaluate", str(models["wscnn"]), str(named), "--device", "cpu", "--quiet"],
-      r"the model expects 1 channel\(s\) but the images have 3; use --channels"),
+      r"the model expects 1 channel\(s\) but the images have 3; choose the channels to use \(--channels"),
     # --- model files
     C("model_of_another_network_type", lambda tmp, models: tree(tmp / "data") and models["deepyeast"],
       lambda tmp, named, models: train(tmp, "--init-from", str(models["deepyeast"])),

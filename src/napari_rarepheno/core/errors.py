@@ -11,6 +11,10 @@ import os
 import tempfile
 from pathlib import Path
 
+#: how to pick channels, said the same way by every message that needs it (CLI and docks)
+CHOOSE_CHANNELS = ("choose the channels to use (--channels or --channel-files on the command line; the channel "
+                   "mapping in the dock)")
+
 
 class RarephenoError(Exception):
     """Base class for all errors the engine raises on purpose."""

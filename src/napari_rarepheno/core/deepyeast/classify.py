@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..device import resolve_device, resolve_precision
-from ..errors import InputError
+from ..errors import CHOOSE_CHANNELS, InputError
 from ..inference.arrays import evaluate_arrays, to_model_input
 from ..inputs.normalize import Normalization
 from ..io.images import to_float
@@ -39,7 +39,7 @@ def _prepare(lm: LoadedModel, crops) -> np.ndarray:
         raise InputError(f"crops must be (N, C, H, W), got shape {x.shape}")
     if x.shape[1] != lm.model.config.in_channels:
         raise InputError(f"the model expects {lm.model.config.in_channels} channel(s) but the crops have "
-                         f"{x.shape[1]}; choose them with --channels")
+                         f"{x.shape[1]}; {CHOOSE_CHANNELS}")
     return Normalization.of_model(lm.meta).scale_samples(fit_size(x, lm.model.config.input_size))
 
 

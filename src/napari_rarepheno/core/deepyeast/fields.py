@@ -29,6 +29,7 @@ class FieldResult:
     probabilities: np.ndarray
     centroids: np.ndarray
     shift: ShiftReport = field(default_factory=ShiftReport)   # the cells against the training cells
+    diameter: float | None = None   # px: the cell diameter the segmentation used (None: labels or centroids given)
 
 
 def classify_field(loaded, field_chw, labels=None, segment_channel: int = 0, centroids=None, *,
@@ -50,7 +51,7 @@ def classify_field(loaded, field_chw, labels=None, segment_channel: int = 0, cen
     if f.ndim != 3:
         raise InputError(f"a field must be (C, H, W), got shape {f.shape}")
     size = lm.model.config.input_size
-    area, seen = None, diameter
+    area, seen, seg_diameter = None, diameter, None
     if centroids is not None:
         cen = np.asarray(centroids, np.float64).reshape(-1, 2)
         ids = np.arange(1, len(cen) + 1)
@@ -61,6 +62,7 @@ def classify_field(loaded, field_chw, labels=None, segment_channel: int = 0, cen
                                  f"{f.shape[0]} channel(s)")
             seg = segment_field(f[segment_channel], method=method, min_area=min_area, diameter=diameter)
             labels, seen = seg.labels, seg.diameter
+            seg_diameter = seg.diameter
         table = cells_from_labels(labels)
         ids, area = table["id"], table["area"]
         cen = np.stack([table["centroid_y"], table["centroid_x"]], 1) if len(ids) else np.zeros((0, 2))
@@ -89,7 +91,7 @@ def classify_field(loaded, field_chw, labels=None, segment_channel: int = 0, cen
         row.update(shift.columns(i))
         rows.append(row)
     post = posterior_table(aggregate(probs, [group] * len(probs), names)) if len(probs) else []
-    return FieldResult(None if labels is None else np.asarray(labels), rows, post, probs, cen, shift)
+    return FieldResult(None if labels is None else np.asarray(labels), rows, post, probs, cen, shift, seg_diameter)
 
 
 def crop_shift(lm, crops: np.ndarray, *, diameter: float | None = None, device: str = "auto") -> ShiftReport:

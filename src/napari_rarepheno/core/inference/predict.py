@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..device import as_device
-from ..errors import InputError
+from ..errors import CHOOSE_CHANNELS, InputError
 from ..inputs.normalize import Normalization
 from ..io.images import to_float
 from ..nets.folding import inference_model
@@ -50,7 +50,7 @@ def prepare_image(loaded, image: np.ndarray, path=None) -> np.ndarray:
     if img.shape[0] != expected:
         hint = f" (the model was trained on channels {sel} of its files)" if sel else ""
         raise InputError(f"the model expects {expected} channel(s) but the image has {found}{hint}; "
-                         "choose the channel(s) with --channels", path)
+                         + CHOOSE_CHANNELS, path)
     h, w = img.shape[1:]
     m = int(model.min_input_size)
     if min(h, w) < m:
@@ -81,7 +81,7 @@ def check_batch(loaded, images: np.ndarray) -> np.ndarray:
     expected, found = int(model.config.in_channels), int(images.shape[1])
     if found != expected:
         raise InputError(f"the model expects {expected} channel(s) but the images have {found}; "
-                         "choose the channel(s) with --channels")
+                         + CHOOSE_CHANNELS)
     if images.shape[0] and min(images.shape[2:]) < model.min_input_size:
         m = model.min_input_size
         raise InputError(f"images are {images.shape[2]}x{images.shape[3]} px, smaller than the network's "

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import CHOOSE_CHANNELS, InputError
 from ..progress import ProgressCallback, report_items
 from .images import (
     IMAGE_SUFFIXES,
@@ -265,7 +265,7 @@ def load_class_folders(root: str | Path, class_names: Sequence[str] | None = Non
         counts = {n: next(p for p, a in zip(paths, arrays) if a.shape[0] == n) for n in nch}
         detail = "; ".join(f"{n} channel(s), e.g. {p}" for n, p in sorted(counts.items()))
         raise InputError(f"images have different channel counts ({detail}); mixing RGB and grayscale? "
-                         "choose channels with --channels", root)
+                         + CHOOSE_CHANNELS, root)
     images = stack_padded(arrays, paths)
     groups = [group_of(p, group_regex, table) for p in paths]
     return ImageSet(images, np.asarray(labels, dtype=np.int64), class_names, paths, groups, root)

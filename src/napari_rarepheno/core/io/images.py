@@ -170,7 +170,7 @@ def select_channels(chw: np.ndarray, channels: Sequence[int] | None, path: Path 
     n = chw.shape[0]
     bad = [c for c in channels if not -n <= c < n]
     if bad:
-        raise InputError(f"--channels {','.join(map(str, channels))} is out of range: the image has {n} "
+        raise InputError(f"channels {','.join(map(str, channels))} are out of range: the image has {n} "
                          f"channel{'s' if n != 1 else ''} (0..{n - 1})", path)
     return chw[list(channels)]
 

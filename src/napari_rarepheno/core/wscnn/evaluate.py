@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..device import resolve_device
-from ..errors import InputError
+from ..errors import CHOOSE_CHANNELS, InputError
 from ..inference.predict import saliency_batch
 from ..inference.segment import SaliencyConfig, segment_saliency
 from ..inputs.normalize import Normalization
@@ -45,7 +45,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
     expected = lm.model.config.in_channels
     if data.n_channels != expected:
         raise InputError(f"the model expects {expected} channel(s) but the images have {data.n_channels}; "
-                         "use --channels", split_dir)
+                         + CHOOSE_CHANNELS, split_dir)
     lm.model.to(dev)
     norm = Normalization.of_model(lm.meta)
     objects_csv = split_dir / "objects.csv"
