@@ -77,13 +77,32 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def cpu_native_bf16() -> bool:
-    """The CPU has bf16 matrix units (Intel AMX-BF16: Sapphire Rapids and later), where bf16
-    autocast trains WSCNN ~2x and infers ~3x faster than float32. On CPUs that only emulate
-    bf16 it is not faster, so ``auto`` keeps float32 there."""
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
     try:
-        return bool(cpu_supports_bf16() and torch.cpu._is_amx_tile_supported()
-                    and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX"))
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_native_bf16() -> bool:
+    """The CPU computes bf16 dot products in hardware: Intel AMX-BF16 (Sapphire Rapids and
+    later) or AVX512-BF16 (e.g. AMD Zen 4, Intel Cooper Lake). Decided by instruction set,
+    not by brand; measured (``benchmarks/speed.py``, docs/performance.md): on AMX, bf16
+    autocast trains WSCNN ~2x and infers ~3x faster than float32; on a Zen 4 with
+    AVX512-BF16 and no AMX, a DeepYeast training step 3.0x and inference 1.6-1.8x faster. On
+    CPUs that only emulate bf16 (AVX-512 without BF16, AVX2) it is slower, so ``auto``
+    keeps float32 there."""
+    try:
+        if not cpu_supports_bf16():
+            return False
+        if torch.cpu._is_amx_tile_supported():
+            return True
+        return "avx512_bf16" in cpu_flags() and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")
     except Exception:
         return False
 
@@ -91,8 +110,9 @@ def cpu_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for float32.
 
-    'auto': bf16 on CUDA where supported (else fp16); on CPU bf16 where the CPU has bf16
-    matrix units (:func:`cpu_native_bf16`), else float32; float32 on MPS.
+    'auto': bf16 on CUDA where supported (else fp16); on CPU bf16 where the CPU computes
+    bf16 in hardware (:func:`cpu_native_bf16`: AMX-BF16 or AVX512-BF16), else float32;
+    float32 on MPS.
     """
     precision = (precision or "auto").lower()
     if precision in ("fp32", "float32", "32"):

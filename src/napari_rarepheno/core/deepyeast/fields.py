@@ -115,10 +115,14 @@ def _size_factor(lm, sel: np.ndarray, cen: np.ndarray, guess: float) -> tuple[fl
     d_train = lm.meta.input_stats.get("object_diameter")
     if not d_train or not len(cen):
         return 1.0, None
-    window = int(max(lm.model.config.input_size, np.ceil(2.5 * guess)))
-    d_field = float(np.nanmedian(centre_diameters(extract_crops(sel[:1], cen, window)[:, 0])))
-    if not np.isfinite(d_field) or d_field <= 0:
-        return 1.0, None
+    # the centre object's size depends on how much background its window holds, so the field's
+    # cells are measured in windows that hold them as the training crops hold theirs
+    fill, d_field = float(d_train) / lm.model.config.input_size, float(guess)
+    for _ in range(2):
+        window = int(max(16, round(d_field / fill)))
+        d_field = float(np.nanmedian(centre_diameters(extract_crops(sel[:1], cen, window)[:, 0])))
+        if not np.isfinite(d_field) or d_field <= 0:
+            return 1.0, None
     factor = float(d_train) / d_field
     if 1 / SIZE_TOLERANCE <= factor <= SIZE_TOLERANCE:
         return 1.0, None
