@@ -139,7 +139,8 @@ def test_lazy_prediction_equals_predict_wscnn():
     img[300:315, 410:425] = 60000
     img[:12, 200:215] = 60000  # an object at the edge, where the border margin matters
     edge = {}
-    for mode, border in (("map", False), ("max", False), ("map", True), ("max", True)):
+    for mode, border in (("map", False), ("max", False), ("map", True), ("max", True), ("cam", False),
+                         ("cam", True)):
         # border: the margin (35 px of the median) read lazily around the field, cropped back
         ref = predict_wscnn(lm, img[None], saliency=True, saliency_mode=mode, border=border)
         p = predict_wscnn_lazy(lm, img, tile=256, saliency_mode=mode, channels_last=False, border=border)
@@ -151,6 +152,24 @@ def test_lazy_prediction_equals_predict_wscnn():
                                    atol=1e-5)
         np.testing.assert_allclose(p.saliency, ref.saliency, atol=1e-5 * float(ref.saliency.max()))
     assert not np.allclose(edge["map", True], edge["map", False])  # the margin changed what the edge sees
+    # per-image scaling (the model's percentiles of the whole field) gives tiles the same input
+    lm.meta.normalization = {"mean": [0.2], "std": [0.1], "scale": "percentile"}
+    for mode in ("map", "cam"):
+        ref = predict_wscnn(lm, img[None], saliency=True, saliency_mode=mode)
+        tiled = predict_wscnn(lm, img[None], saliency=True, saliency_mode=mode, tile=256)
+        assert tiled.n_tiles > 4
+        np.testing.assert_allclose(tiled.probabilities, ref.probabilities, atol=1e-6)
+        np.testing.assert_allclose(tiled.saliency, ref.saliency, atol=1e-5 * float(ref.saliency.max()))
+    # forward-only localisation: the positive evidence of the class maps, no backward pass
+    from napari_rarepheno.core.inference.predict import saliency_batch
+    from napari_rarepheno.core.inference.saliency import evidence_map
+    np.testing.assert_allclose(ref.saliency, evidence_map(ref.class_maps, 1), atol=1e-6)
+    crops = np.stack([img[None, :200, :240], img[None, 250:450, 350:590]])
+    probs, sal = saliency_batch(lm, crops, mode="cam")
+    for k in range(2):
+        one = predict_wscnn(lm, crops[k], saliency=True, saliency_mode="cam")
+        np.testing.assert_allclose(sal[k], one.saliency, atol=1e-5 * max(float(one.saliency.max()), 1e-6))
+        np.testing.assert_allclose(probs[k], one.probabilities, atol=1e-6)
     # the tile reader: windows cover the image, values scaled like imageio.to_float
     seen = np.zeros(img.shape, bool)
     for t, px in iter_tiles(img, 200, 40):

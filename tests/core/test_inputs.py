@@ -76,7 +76,7 @@ def test_a_crop_cut_from_a_field_reaches_the_network_as_the_same_crop_read_alone
     centres = np.array([[60.0, 80.0], [130.0, 190.0]])
     got = classify_field(lm, field, centroids=centres, device="cpu")
     crops = np.stack([field[:, 28:92, 48:112], field[:, 98:162, 158:222]])
-    np.testing.assert_allclose(got.probabilities, classify_crops(lm, crops, device="cpu", precision="fp32"),
+    np.testing.assert_allclose(got.probabilities, classify_crops(lm, crops, device="cpu"),
                                atol=1e-5)
 
 

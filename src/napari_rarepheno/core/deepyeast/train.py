@@ -74,7 +74,7 @@ def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYea
     model, meta = build_deepyeast(train, opts)
     norm = _init_from(model, init_from, opts.crop_scale) if init_from is not None else \
         Normalization.fit(train.images, opts.clip_percentiles, seed=cfg.seed, scale=opts.crop_scale,
-                          scale_percentiles=opts.scale_percentiles)
+                          scale_percentiles=opts.scale_percentiles, smooth=opts.smooth)
     raw = train.images
     train.images = norm.scale_samples(raw)  # each crop by its own percentiles (model-stored)
     if val is not None:

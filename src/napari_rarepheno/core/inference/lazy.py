@@ -27,7 +27,14 @@ from ..inputs.normalize import Normalization
 from ..nets.folding import inference_copy, inference_model
 from ..progress import CancelToken, Progress, ProgressCallback
 from .border import CroppedRows, LazyBorder, border_margin
-from .saliency import eval_mode, objective_weights, positive_index, unit_geometry
+from .saliency import (
+    SALIENCY_MODES,
+    eval_mode,
+    evidence_map,
+    objective_weights,
+    positive_index,
+    unit_geometry,
+)
 from .tiling import LazyImage, check_tiling, owned_units, tile_spans
 
 
@@ -83,6 +90,8 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     (``core.inference.border.border_margin``) of background around the field (read lazily:
     ``core.inference.border.LazyBorder``); ``class_maps`` then include the margin's units and
     ``offset`` is relative to the field's own pixel (0, 0)."""
+    if saliency_mode not in SALIENCY_MODES:
+        raise InputError(f"unknown saliency mode {saliency_mode!r}; choose one of {', '.join(SALIENCY_MODES)}")
     model, meta = loaded.model, loaded.meta
     names = list(meta.class_names)
     img = image if isinstance(image, LazyImage) else LazyImage(image, _channel_selection(model, meta, image))
@@ -130,8 +139,9 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
 
     rows = [(ya, ua) for ya, ua in zip(ys, oy) if ua[0] < ua[1]]
     cols = [(xa, va) for xa, va in zip(xs, ox) if va[0] < va[1]]
+    cam = saliency and saliency_mode == "cam"  # forward only: the evidence of the stitched maps
     single = saliency and saliency_mode == "map"
-    passes = [("maps", single)] + ([("grad", True)] if saliency and not single else [])
+    passes = [("maps", single)] + ([("grad", True)] if saliency and not single and not cam else [])
     n_steps, step = len(rows) * len(cols) * len(passes), 0
 
     def run(x: torch.Tensor, grad: bool):
@@ -174,8 +184,14 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
             if grad:
                 band.flush(H)
     probs = torch.softmax(maps.amax(dim=(2, 3)), 1)[0].numpy().astype(np.float32)
-    return LazyPrediction(probs, maps[0].numpy(), out if saliency else None, names, offset - margin, stride,
+    pred = LazyPrediction(probs, maps[0].numpy(), out if saliency else None, names, offset, stride,
                           len(rows) * len(cols))
+    if cam:  # row bands of the upsampled evidence, in padded coordinates, cropped by the sink
+        for r in range(0, H, 256):
+            e = min(r + 256, H)
+            sink[r:e] = evidence_map(pred.class_maps_window(r, e, 0, W), t)
+    pred.offset = offset - margin
+    return pred
 
 
 class ScaledImage:

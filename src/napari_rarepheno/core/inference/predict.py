@@ -25,6 +25,7 @@ from .lazy import predict_wscnn_lazy
 from .saliency import (
     SALIENCY_MODES,
     eval_mode,
+    evidence_map,
     maps_and_saliency,
     positive_index,
     unit_geometry,
@@ -119,11 +120,20 @@ def saliency_batch(loaded, images: np.ndarray, *, device: str | torch.device = "
     model = inference_model(loaded, dev)
     t = positive_index(loaded.meta.class_names) if target is None else target
     probs, sals = [], []
+    offset, stride = unit_geometry(loaded.model)
     for s in range(0, len(images), max(1, batch_size)):
-        maps, sal = maps_and_saliency(model, _to_input(images[s:s + batch_size], nrm, dev), t, mode)
+        x = _to_input(images[s:s + batch_size], nrm, dev)
+        if mode == "cam":  # forward only: the positive evidence of the upsampled class maps
+            with eval_mode(model), torch.no_grad():
+                maps = model.class_maps(x).float()
+            up = upsample_maps(maps.cpu(), images.shape[2:], offset, stride).numpy()
+            sal = np.stack([evidence_map(crop_border(u, margin), t) for u in up])
+        else:
+            maps, g = maps_and_saliency(model, x, t, mode)
+            sal = crop_border(g.cpu().numpy(), margin)
         with eval_mode(model), torch.no_grad():
             probs.append(torch.softmax(model.pool(maps).float(), 1).cpu().numpy())
-        sals.append(crop_border(sal.cpu().numpy(), margin))
+        sals.append(sal)
     return np.concatenate(probs).astype(np.float32), np.concatenate(sals).astype(np.float32)
 
 
@@ -179,7 +189,7 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     if getattr(model.config, "head", "max") == "fc" and tuple(size) != (H, W):
         raise InputError(f"this model (head='fc') only takes {size[0]}x{size[1]} px images, got {H}x{W}", path)
     x = _to_input(img[None], nrm, dev)
-    if saliency:
+    if saliency and saliency_mode != "cam":
         maps, s = maps_and_saliency(net, x, t, saliency_mode)
         sal = s[0].cpu().numpy().astype(np.float32)
     else:
@@ -194,6 +204,8 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     offset, stride = unit_geometry(model)
     cams = upsample_maps(maps.float().cpu(), (H, W), offset, stride)[0].numpy().astype(np.float32)
     cams, sal = crop_border(cams, margin), (None if sal is None else crop_border(sal, margin))
+    if saliency and saliency_mode == "cam":
+        sal = evidence_map(cams, t)
     return WSCNNPrediction(probs, cams, sal, names, 1)
 
 

@@ -40,7 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-SALIENCY_MODES = ("map", "max")
+#: 'map' and 'max': gradient saliency (one backward pass); 'cam': the positive evidence of the
+#: class maps themselves, upsampled to the image (forward only: about half the work, and no
+#: input gradient to keep in memory), the fast interactive default of the Infer dock
+SALIENCY_MODES = ("map", "max", "cam")
+GRADIENT_MODES = ("map", "max")
 
 
 # ------------------------------------------------------------------ geometry
@@ -136,8 +140,8 @@ def evidence_map(class_maps: np.ndarray, target: int = 1) -> np.ndarray:
 
 def objective_weights(maps: torch.Tensor, target: int = 1, mode: str = "map") -> torch.Tensor:
     """d objective / d maps for the saliency objective (see the module docstring); (N, K, h, w)."""
-    if mode not in SALIENCY_MODES:
-        raise ValueError(f"unknown saliency mode {mode!r}; choose one of {', '.join(SALIENCY_MODES)}")
+    if mode not in GRADIENT_MODES:
+        raise ValueError(f"unknown gradient saliency mode {mode!r}; choose one of {', '.join(GRADIENT_MODES)}")
     n, k = maps.shape[:2]
     if not 0 <= target < k:
         raise ValueError(f"target class {target} out of range for a {k}-class model")

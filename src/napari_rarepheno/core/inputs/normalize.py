@@ -2,7 +2,9 @@
 
 Two steps, both recorded in the model (``meta.normalization``):
 
-1. **Per-sample intensity scaling** (``scale``), on the arrays before anything else: with
+1. **Per-sample intensity scaling** (``scale``), on the arrays before anything else
+   (after an optional Gaussian ``smooth`` of each sample, for crops: it evens out the camera
+   noise that curated crops and raw fields differ by): with
    ``scale='percentile'`` each sample's channels are mapped so that their
    ``scale_percentiles`` (default 1st and 99.8th) become 0 and 1. A *sample* is what the
    network classifies: a crop for DeepYeast, a whole image or field for WSCNN (a tiled or
@@ -27,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy import ndimage as ndi
 
 SCALES = (None, "percentile")
 #: pixels per channel read to measure a big field's percentiles (bigger fields: every k-th row band)
@@ -42,6 +45,7 @@ class Normalization:
     clip_values: list[tuple[float, float]] | None = None  # per channel, measured on training data
     scale: str | None = None                               # per-sample scaling: None | 'percentile'
     scale_percentiles: tuple[float, float] = (1.0, 99.8)
+    smooth: float = 0.0                                    # Gaussian sigma (px) per sample first; 0: none
 
     def __post_init__(self):
         if self.scale not in SCALES:
@@ -53,26 +57,34 @@ class Normalization:
 
     # ------------------------------------------------------------ step 1: per sample
     def ranges(self, sample: np.ndarray) -> np.ndarray:
-        """(C, 2) low/high intensity of one (C, H, W) sample for :meth:`scale_window`
-        (the scaling percentiles of each channel; every k-th row band of huge samples)."""
+        """(C, 2) low/high intensity of one (C, H, W) sample (smoothed as the model smooths,
+        when it does) for :meth:`scale_window` (the scaling percentiles of each channel;
+        every k-th row band of huge samples)."""
+        if self.smooth > 0 and not hasattr(sample, "read"):
+            sample = self.smoothed(sample)
         return sample_ranges(sample, self.scale_percentiles)
+
+    def smoothed(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (..., H, W) with each plane smoothed by ``smooth`` px (a copy; as is when 0)."""
+        x = np.asarray(x, np.float32)
+        if self.smooth <= 0:
+            return x
+        sigma = (0,) * (x.ndim - 2) + (self.smooth, self.smooth)
+        return ndi.gaussian_filter(x, sigma, mode="reflect").astype(np.float32)
 
     def scale_window(self, x: np.ndarray, ranges: np.ndarray | None) -> np.ndarray:
         """(C, h, w) window of a sample scaled with that sample's ``ranges`` (float32)."""
-        x = np.asarray(x, np.float32)
-        if self.scale is None:
-            return x
-        lo, hi = ranges[:, 0, None, None], ranges[:, 1, None, None]
-        return ((x - lo) / np.maximum(hi - lo, _EPS * np.maximum(1.0, np.abs(hi)))).astype(np.float32)
+        x = self.smoothed(x)
+        return x if self.scale is None else _scaled(x, ranges)
 
     def scale_samples(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) samples or one (C, H, W) sample, each scaled by its own percentiles
         (float32; unchanged but for the dtype when ``scale`` is None)."""
-        x = np.asarray(x)
+        x = self.smoothed(x) if self.smooth > 0 else np.asarray(x)
         if self.scale is None:
             return x.astype(np.float32, copy=False)
         if x.ndim == 3:
-            return self.scale_window(x, self.ranges(x))
+            return _scaled(x, sample_ranges(x, self.scale_percentiles))
         if x.ndim != 4:
             raise ValueError(f"expected (N, C, H, W) or (C, H, W) samples, got shape {x.shape}")
         out = np.empty(x.shape, np.float32)
@@ -83,18 +95,18 @@ class Normalization:
                 out[i:i + 256] = (blk - lo) / np.maximum(hi - lo, _EPS * np.maximum(1.0, np.abs(hi)))
             else:
                 for j, s in enumerate(blk):
-                    out[i + j] = self.scale_window(s, self.ranges(s))
+                    out[i + j] = _scaled(s, sample_ranges(s, self.scale_percentiles))
         return out
 
     # ------------------------------------------------------------ step 2: statistics
     @classmethod
     def fit(cls, images: np.ndarray, clip_percentiles: tuple[float, float] | None = None,
             max_pixels: int = 20_000_000, seed: int = 0, scale: str | None = None,
-            scale_percentiles: tuple[float, float] = (1.0, 99.8)) -> "Normalization":
+            scale_percentiles: tuple[float, float] = (1.0, 99.8), smooth: float = 0.0) -> "Normalization":
         """Measure per-channel statistics on (N, C, H, W) training images (subsampled if
         huge), after the per-sample ``scale`` the model will use (``images`` are as read,
         not yet scaled)."""
-        norm = cls(scale=scale, scale_percentiles=scale_percentiles)
+        norm = cls(scale=scale, scale_percentiles=scale_percentiles, smooth=float(smooth))
         n = images.shape[0]
         per_img = int(np.prod(images.shape[1:]))
         take = max(1, min(n, max_pixels // max(per_img, 1)))
@@ -154,6 +166,11 @@ class Normalization:
         mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
         return (x - mean) / std
+
+
+def _scaled(x: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    lo, hi = ranges[:, 0, None, None], ranges[:, 1, None, None]
+    return ((x - lo) / np.maximum(hi - lo, _EPS * np.maximum(1.0, np.abs(hi)))).astype(np.float32)
 
 
 def sample_rows(read, shape: tuple[int, int, int], max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
