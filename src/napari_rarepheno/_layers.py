@@ -124,6 +124,21 @@ def cells_layer(labels: np.ndarray, table: dict[str, Sequence], class_names: Seq
     return np.asarray(labels).astype(np.int32, copy=False), kw, "labels"
 
 
+# ------------------------------------------------------------------ overlays
+def circle_layer(center_yx: Sequence[float], diameter: float, name: str = "cell diameter", *,
+                 geometry: dict | None = None, color: str = "#ffff00") -> LayerDataTuple:
+    """One circle of ``diameter`` px (data coordinates of the source layer) centred at
+    ``center_yx``: a ruler to hold against the cells (role ``diameter``)."""
+    r = float(diameter) / 2
+    cy, cx = (float(v) for v in center_yx)
+    box = np.array([[cy - r, cx - r], [cy - r, cx + r], [cy + r, cx + r], [cy + r, cx - r]])
+    kw = {"name": name, "shape_type": "ellipse", "edge_color": color, "face_color": "transparent",
+          "edge_width": max(2.0, float(diameter) / 15), "opacity": 1.0,
+          "metadata": result_meta("diameter", "", diameter=float(diameter))}
+    kw.update(geometry or {})
+    return [box], kw, "shapes"
+
+
 # -------------------------------------------------------------------- helpers
 #: layer properties that are not constructor arguments; set after the layer exists
 _AFTER = ("contour",)
@@ -157,6 +172,17 @@ def add_or_update(viewer, ldt: LayerDataTuple):
         for key, value in after.items():
             setattr(layer, key, value)
     return layer
+
+
+def channel_count(layer) -> int:
+    """How many channels :func:`image_to_chw` gives for an image layer (from its shape only)."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    shape = tuple(data.shape)
+    if getattr(layer, "rgb", False):
+        return 3
+    if len(shape) == 3 and shape[0] <= 8:
+        return int(shape[0])
+    return 1
 
 
 def image_to_chw(layer, step: Sequence[int] | None = None) -> np.ndarray:
