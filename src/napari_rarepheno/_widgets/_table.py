@@ -2,7 +2,9 @@
 
 Clicking a row selects the object in the viewer (labels: ``selected_label`` and a
 centred view; points: ``selected_data``); clicking an object in the viewer selects
-its row (:meth:`ResultsTable.link_labels`).
+its row (:meth:`ResultsTable.link_labels`). A ``sortable`` table sorts its rows on a
+header click (:meth:`ResultsTable.sort_by`; numbers numerically, blanks last); ``rows``
+follow the order shown, so row numbers still index ``rows`` and ``column()``.
 """
 from __future__ import annotations
 
@@ -37,8 +39,10 @@ class ResultsTable(QWidget):
 
     row_selected = Signal(int)
 
-    def __init__(self, title: str = "", parent=None, max_height: int = 220):
+    def __init__(self, title: str = "", parent=None, max_height: int = 220, sortable: bool = False):
         super().__init__(parent)
+        self.sortable = sortable
+        self.sort_key: tuple[str, bool] | None = None  # (column, descending) once sorted
         self.columns: list[str] = []
         self.rows: list[list] = []
         self.title = QLabel(title)
@@ -54,6 +58,10 @@ class ResultsTable(QWidget):
         self.table.setMaximumHeight(max_height)
         self.table.setMinimumHeight(60)
         self.table.itemSelectionChanged.connect(self._on_selection)
+        if sortable:
+            header = self.table.horizontalHeader()
+            header.setSectionsClickable(True)
+            header.sectionClicked.connect(self._on_header)
         self.save_btn = QPushButton("Save CSV...")
         self.save_btn.setEnabled(False)
         self.save_btn.clicked.connect(self._save_dialog)
@@ -79,9 +87,14 @@ class ResultsTable(QWidget):
         self.set_rows(cols, [[table[c][i] for c in cols] for i in range(n)])
 
     def set_rows(self, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+        self.columns, self.rows = list(columns), [list(r) for r in rows]
+        if self.sort_key is not None and self.sort_key[0] in self.columns:
+            self._sort_rows(*self.sort_key)
+        self._render()
+
+    def _render(self) -> None:
         self._quiet = True
         try:
-            self.columns, self.rows = list(columns), [list(r) for r in rows]
             self.table.clear()
             self.table.setColumnCount(len(self.columns))
             self.table.setRowCount(len(self.rows))
@@ -93,8 +106,52 @@ class ResultsTable(QWidget):
                         item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
                     self.table.setItem(i, j, item)
             self.save_btn.setEnabled(bool(self.rows))
+            header = self.table.horizontalHeader()
+            if self.sort_key is not None and self.sort_key[0] in self.columns:
+                header.setSortIndicatorShown(True)
+                header.setSortIndicator(self.columns.index(self.sort_key[0]),
+                                        Qt.DescendingOrder if self.sort_key[1] else Qt.AscendingOrder)
+            else:
+                header.setSortIndicatorShown(False)
         finally:
             self._quiet = False
+
+    # -------------------------------------------------------------- sorting
+    def sort_by(self, column: str, descending: bool | None = None) -> None:
+        """Sort the rows on ``column`` (None: ascending, or the reverse when sorted on it
+        already); the selected row stays selected."""
+        if column not in self.columns:
+            raise KeyError(column)
+        if descending is None:
+            descending = self.sort_key is not None and self.sort_key == (column, False)
+        selected = self.selected_row()
+        keep = self.rows[selected] if selected is not None else None
+        self.sort_key = (column, bool(descending))
+        self._sort_rows(column, bool(descending))
+        self._render()
+        if keep is not None:
+            self.select_row(next(i for i, r in enumerate(self.rows) if r is keep))
+
+    def _sort_rows(self, column: str, descending: bool) -> None:
+        j = self.columns.index(column)
+
+        def number(v):
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                return None
+
+        filled = [r for r in self.rows if r[j] is not None and r[j] != ""]
+        blank = [r for r in self.rows if r[j] is None or r[j] == ""]
+        if all(number(r[j]) is not None for r in filled):
+            filled.sort(key=lambda r: number(r[j]), reverse=descending)
+        else:
+            filled.sort(key=lambda r: str(r[j]), reverse=descending)
+        self.rows = filled + blank
+
+    def _on_header(self, j: int) -> None:
+        if 0 <= j < len(self.columns):
+            self.sort_by(self.columns[j])
 
     def column(self, name: str) -> list:
         j = self.columns.index(name)
