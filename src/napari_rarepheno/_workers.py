@@ -13,7 +13,9 @@ receives signals:
 * ``worker.quit()`` (napari's task manager calls it when the viewer closes) does the
   same: it cancels the token instead of abandoning the engine half-way;
 * errors reach the GUI as one clear notification (``show_error``), never as a bare
-  traceback; :class:`~.core.errors.Cancelled` is not an error;
+  traceback; :class:`~.core.errors.Cancelled` is not an error; where an engine message
+  names a command-line flag (``--tile``, ``--channel-files``...) the dock says which
+  control does that instead (:func:`gui_message`);
 * :class:`WorkerGroup` owns a dock's workers and stops them when the dock or the
   viewer closes (:func:`stop_on_close`).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from dataclasses import replace
@@ -33,7 +36,7 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QMainWindow
 from superqt.utils import GeneratorWorker
 
-from .core.errors import Cancelled, RarephenoError
+from .core.errors import CHOOSE_CHANNELS, Cancelled, RarephenoError
 from .core.progress import CancelToken, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -150,13 +153,39 @@ def _relay_warning(w: tuple) -> None:
     from napari.utils.notifications import show_warning
 
     message = w[0] if w else ""
-    show_warning(str(message))
+    show_warning(gui_message(str(message)))
+
+
+#: engine wording for the command line -> what to do in a dock (first match of each pattern)
+_GUI_WORDS = [
+    (re.escape(CHOOSE_CHANNELS), "choose the channels to use (the channel mapping in the dock; 'channel files' "
+     "for images stored one file per channel)"),
+    (r"use tiled prediction \(rarepheno predict --tile\)", "set a tile size ('tile (px)' in the Infer tab)"),
+    (r"\(--tile\)", "('tile (px)' in the Infer tab)"),
+    (r"use --tile (\d+)", r"set 'tile (px)' to \1"),
+    (r"use --device auto or cpu", "choose the device auto or cpu"),
+    (r"--val-split position needs", "validation 'position' needs"),
+    (r"give --val VAL, --group-regex or --val-split random", "choose validation 'random' or 'none'"),
+    (r"give --val VAL", "choose validation 'none'"),
+    (r"--channels must be", "channels must be"),
+    (r"use --overwrite \(CLI\) or confirm \(GUI\) to replace it", "confirm to replace it"),
+    (r"pass --overwrite to replace it", "choose another name or folder"),
+]
+
+
+def gui_message(text: str) -> str:
+    """An engine message as a dock shows it: no command-line flags (each becomes the control
+    that does the same; a flag the docks have no control for keeps only its name)."""
+    for pattern, replacement in _GUI_WORDS:
+        text = re.sub(pattern, replacement, text)
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", lambda m: f"'{m.group(1).replace('-', ' ')}'", text)
 
 
 def error_message(exc: BaseException) -> str:
-    """The one line a biologist reads: our own errors verbatim, others with their type."""
+    """The one line a biologist reads: our own errors verbatim (flags named as the docks'
+    controls, :func:`gui_message`), others with their type."""
     if isinstance(exc, RarephenoError):
-        return str(exc)
+        return gui_message(str(exc))
     if isinstance(exc, MemoryError):
         return "out of memory: use a smaller tile size, fewer images or a smaller batch"
     if isinstance(exc, FileNotFoundError):
