@@ -1,9 +1,17 @@
 """WSCNN Infer tab: saliency, objects and peaks for image layers or a folder.
 
+Layers: the model's channels come from the channel mapping (:class:`._channels.ChannelMap`:
+one layer per channel, e.g. one TIFF per channel, or the channels of one layer), giving one
+result for the image they form; several selected layers that each hold the model's
+channels (e.g. one-channel images for a one-channel model) give one result each. Folder:
+every image of a folder, one file per image or one file per channel ("channel files").
+
 The network runs once per image (in a worker); the result is cached. The threshold,
 smoothing and minimum-area controls re-run only the cheap post-processing
 (:func:`~..core.saliency.segment_saliency`) and update the Labels and Points layers
-in place: the network is never called again for a slider change.
+in place: the network is never called again for a slider change. Each image is also
+compared with the model's training images (brightness, object size): what differs is
+shown in orange and as a napari warning, and in the Images table.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from magicgui.widgets import (
     Container,
     FloatSlider,
     Label,
+    LineEdit,
     PushButton,
     SpinBox,
 )
@@ -26,18 +35,20 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from .. import _layers, _workers
 from ..core.errors import InputError
 from ..core.inference.segment import SaliencyConfig
-from ..core.io.files import expand_inputs
+from ..core.io.files import expand_inputs, image_entries
 from ..core.io.images import read_image
 from ..core.progress import CancelToken, Progress
 from ..core.wscnn.predict_files import predict_wscnn_files
 from . import _export, _paths, wscnn_results
+from ._channels import ChannelMap
 from ._device import DevicePicker
 from ._jobs import JobPanel
 from ._model import ModelSlot
 from ._paths import PathPicker
 from ._progress import TrainingProgress
+from ._shift import ShiftNote
 from ._table import ResultsTable
-from .wscnn_results import Cached, common_contrast, prepare_input, segment
+from .wscnn_results import Cached, common_contrast, prepare_input, segment, shift_fields
 
 __all__ = ["WSCNNInferPanel", "Cached", "prepare_input"]
 
@@ -52,7 +63,15 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self._generation = 0
         self.source = ComboBox(label="run on", choices=["selected image layers", "a folder of images"],
                                value="selected image layers")
+        self.channels = ChannelMap(viewer)
         self.folder = PathPicker("image folder", mode="d", check=self._describe_folder)
+        self.channel_files = LineEdit(label="channel files", value="",
+                                      tooltip="images stored one file per channel: what names each channel's file, "
+                                      "in the model's channel order, separated by commas (e.g. _Crfp,_Cgfp: a text or "
+                                      "a regular expression found anywhere in the file name); empty: one file per "
+                                      "image. Filled with the patterns the model was trained with.")
+        self.channel_files.native.setPlaceholderText("one file per image")
+        self.channel_files.changed.connect(self._on_channel_files)
         self.out = PathPicker("results folder", mode="d",
                               tooltip="predictions.csv, saliency and mask TIFFs are written here")
         self.tile = SpinBox(label="tile (px)", value=0, min=0, max=8192, step=64,
@@ -82,25 +101,32 @@ class WSCNNInferPanel(JobPanel, QWidget):
             w.changed.connect(self._schedule_resegment)
         self.prob_label = Label(value="")
         self.prob_label.native.setWordWrap(True)
-        self.form = Container(widgets=[self.source, self.folder, self.out, self.tile, self.device, btns])
+        self.form = Container(widgets=[self.source, self.folder, self.channel_files, self.out, self.tile, self.device,
+                                       btns])
+        self.channels.attach(self.form, after=self.source)
         self.sliders = Container(widgets=[self.threshold, self.sigma, self.peak_fraction, self.min_area,
                                           self.min_distance, self.positive_only])
         self.progress = TrainingProgress(plot=False)
-        self.images = ResultsTable("Images (click a row: its objects)", max_height=130)
+        self.shift_note = ShiftNote()
+        self.images = ResultsTable("Images (click a row: its objects; click a column to sort)", max_height=130,
+                                   sortable=True)
         self.objects = ResultsTable("Objects (click a row: go to it)")
         self.export_btn = PushButton(text="Export all...")
         self.export_btn.changed.connect(self.export_dialog)
         lay = QVBoxLayout(self)
-        for w in (self.form.native, self.progress, self.sliders.native, self.prob_label.native, self.images,
+        for w in (self.form.native, self.progress, self.shift_note.native, self.sliders.native,
+                  self.prob_label.native, self.images,
                   self.objects, self.export_btn.native):
             lay.addWidget(w)
         lay.addStretch()
         self.images.row_selected.connect(self._on_image_row)
         self.source.changed.connect(self._on_source)
+        model.changed.connect(self._on_model)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(60)
         self._timer.timeout.connect(self.resegment)
+        self._on_model()
         self._on_source()
         self.update_buttons()
 
@@ -109,11 +135,31 @@ class WSCNNInferPanel(JobPanel, QWidget):
         folder = self.source.value != "selected image layers"
         self.folder.visible = folder
         self.out.visible = folder
+        self.channel_files.visible = folder
+        self.channels.active = not folder
+        self.channels.update_visible()
 
-    @staticmethod
-    def _describe_folder(path: Path) -> str:
+    def _on_model(self, *_):
+        meta = self.model.meta
+        self.channels.set_model(meta)
+        stored = (meta.training or {}).get("input", {}).get("channel_files") if meta is not None else None
+        self.channel_files.value = ",".join(stored or [])
+
+    def _on_channel_files(self, *_):
+        self.folder._update_hint()
+
+    def channel_file_patterns(self) -> list[str] | None:
+        """The "channel files" field as a list (None: one file per image)."""
+        pats = [t.strip() for t in str(self.channel_files.value or "").split(",") if t.strip()]
+        return pats or None
+
+    def _describe_folder(self, path: Path) -> str:
+        pats = self.channel_file_patterns()
         try:
-            return f"{len(expand_inputs([path]))} image(s)"
+            if not pats:
+                return f"{len(expand_inputs([path]))} image(s)"
+            n = len(image_entries([path], pats))
+            return f"{n} image(s) of {len(pats)} channel files each ({n * len(pats)} files)"
         except InputError as e:
             return f"not usable: {e}"
 
@@ -127,9 +173,12 @@ class WSCNNInferPanel(JobPanel, QWidget):
         return SaliencyConfig(**self.saliency_params())
 
     def selected_images(self) -> list:
+        """The selected image layers (not result layers, in layer-list order); the active one
+        when none is selected."""
         from napari.layers import Image
 
-        sel = [lay for lay in self.viewer.layers.selection if isinstance(lay, Image)
+        chosen = self.viewer.layers.selection
+        sel = [lay for lay in self.viewer.layers if lay in chosen and isinstance(lay, Image)  # in layer-list order
                and _layers.role_of(lay) is None]
         if not sel:
             active = self.viewer.layers.selection.active
@@ -143,38 +192,67 @@ class WSCNNInferPanel(JobPanel, QWidget):
         if not self.model.ready:
             _workers.notify_error(InputError("no WSCNN model: train one in the Train tab or load a model file"))
             return
+        self.shift_note.clear()
         if self.source.value == "selected image layers":
             self.run_layers()
         else:
             self.run_folder()
 
-    def run_layers(self, layers=None):
-        layers = self.selected_images() if layers is None else layers
-        if not layers:
-            _workers.notify_error(InputError("select one or more image layers in the layer list first"))
-            return None
+    def _feeds_alone(self, layer) -> bool:
+        """``layer`` holds the model's channels by itself (its channel count, or more with the
+        model's stored channel selection)."""
+        meta = self.model.meta
+        n, k = len(meta.input_names()), _layers.channel_count(layer)
+        sel = list(meta.channels or [])
+        return k == n or (len(sel) == n and k > max(sel))
+
+    def layer_inputs(self, layers=None) -> list[tuple[str, np.ndarray, dict]]:
+        """(name, (C, H, W) as read, geometry) of each image to run: ``layers`` one by one;
+        by default several selected layers that each hold the model's channels (or one
+        one-channel layer for a one-channel model) one by one, else the channel mapping
+        (one image). Read in the GUI thread; raises InputError with what to do."""
         step = self.viewer.dims.current_step
-        loaded = self.model.loaded
+        meta = self.model.loaded.meta
+        if layers is None:
+            sel = self.selected_images()
+            one_channel = len(meta.input_names()) == 1
+            if sel and all(self._feeds_alone(lay) for lay in sel) and (
+                    len(sel) > 1 or (one_channel and _layers.channel_count(sel[0]) == 1)):
+                layers = sel
+            elif one_channel and not self.channels.shown:
+                raise InputError("select one or more image layers in the layer list first")
+        if layers is not None:
+            if not layers:
+                raise InputError("select one or more image layers in the layer list first")
+            return [(lay.name, prepare_input(_layers.image_to_chw(lay, step), meta, lay.name, as_float=False),
+                     _layers.geometry_of(lay)) for lay in layers]
+        mapped = self.channels.build(step)
+        return [(mapped.name, prepare_input(mapped.chw, meta, mapped.name, as_float=False), mapped.geometry)]
+
+    def run_layers(self, layers=None):
         try:
-            inputs = [(lay.name, prepare_input(_layers.image_to_chw(lay, step), loaded.meta, lay.name),
-                       _layers.geometry_of(lay)) for lay in layers]
+            inputs = self.layer_inputs(layers)
         except InputError as e:
             _workers.notify_error(e)
             return None
+        loaded = self.model.loaded
         tile = int(self.tile.value) or None
         device = str(self.device.value)
         cancel = CancelToken()
 
         def job(report):
             from ..core.inference import predict  # deferred: loads torch
+            from ..core.wscnn.shift import image_shift  # deferred: loads torch
 
             out = []
             for k, (name, chw, geom) in enumerate(inputs):
                 cancel.raise_if_cancelled()
                 report(Progress(stage="item", batch=k, n_batches=len(inputs), message=f"predicting {name}"))
                 pred = predict.predict_wscnn(loaded, chw, saliency=True, tile=tile, device=device, cancel=cancel)
+                cancel.raise_if_cancelled()
+                shift = image_shift(loaded, chw)  # this image against the training images
                 out.append(Cached(name, np.asarray(pred.saliency, np.float32), np.asarray(pred.probabilities),
-                                  list(pred.class_names), geom))
+                                  list(pred.class_names), geom, **shift_fields(shift)))
                 report(Progress(stage="item", batch=k + 1, n_batches=len(inputs), message="predicted"))
             return out
 
@@ -190,12 +268,13 @@ class WSCNNInferPanel(JobPanel, QWidget):
             return None
         loaded, params, tile, device = self.model.loaded, self.saliency_params(), int(self.tile.value) or None, \
             str(self.device.value)
+        channel_files = self.channel_file_patterns()
         cancel = CancelToken()
 
         def job(report):
             return predict_wscnn_files(loaded, [folder], out, device=device, tile=tile, overwrite=True,
-                                       saliency_config=SaliencyConfig(**params), cancel=cancel,
-                                       callback=_workers.count_progress(report, cancel, "predicting"))
+                                       saliency_config=SaliencyConfig(**params), channel_files=channel_files,
+                                       cancel=cancel, callback=_workers.count_progress(report, cancel, "predicting"))
 
         return self.start_job(job, self._on_folder_done, "WSCNN on a folder", cancel)
 
@@ -216,6 +295,8 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self._common_contrast()
         self.resegment(sync=True)
         self.progress.finish(f"done: {len(results)} image(s)")
+        many = len(results) > 1
+        self.shift_note.show_messages([f"{r.source}: {m}" if many else m for r in results for m in r.shift])
         last = results[-1]
         self.prob_label.value = (f"{last.source}: P({last.class_names[last.positive]}) = {last.p_positive:.3f}"
                                  f" -> {last.predicted}")
@@ -231,9 +312,27 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self.folder_rows = rows
         self.folder_csv = Path(csv_path)
         self._refresh_image_table()
+        self._show_folder_shift(Path(csv_path).parent / "shift.json", len(rows))
         from napari.utils.notifications import show_info
 
         show_info(f"WSCNN: {len(rows)} image(s) predicted; results in {Path(csv_path).parent}")
+
+    def _show_folder_shift(self, path: Path, n_images: int, shown: int = 5) -> None:
+        """The images of a folder run unlike the training images (the run's shift.json)."""
+        import json
+
+        try:
+            notes = json.loads(path.read_text()).get("images_unlike_training", {}) if path.is_file() else {}
+        except (OSError, ValueError):
+            notes = {}
+        if not notes:
+            return
+        lines = [f"{name}: {msg}" for name, msgs in list(notes.items())[:shown] for msg in msgs]
+        if len(notes) > shown:
+            lines.append(f"... and {len(notes) - shown} more image(s): all in {path}")
+        # the engine's own warning about these images is already a napari notification
+        self.shift_note.show_messages(lines, notify=False,
+                                      title=f"{len(notes)} of {n_images} image(s) unlike the training images")
 
     def open_folder_result(self, row: dict):
         """Show one image of a folder run with its saliency (from the written TIFFs)."""
@@ -249,7 +348,8 @@ class WSCNNInferPanel(JobPanel, QWidget):
         sal = tifffile.imread(out / f"{name}_saliency.tif").astype(np.float32)
         probs = np.array([float(v) for k, v in row.items() if k.startswith("p_")])
         classes = [k[2:] for k in row if k.startswith("p_")]
-        self.cache[name] = Cached(name, sal, probs, classes, {}, row["image"])
+        self.cache[name] = Cached(name, sal, probs, classes, {}, row["image"],
+                                  brightness=_number(row.get("brightness")), size_ratio=_number(row.get("size_ratio")))
         _layers.add_or_update(self.viewer, _layers.saliency_layer(sal, name, probability=self.cache[name].p_positive))
         self._common_contrast()
         self.resegment(sync=True, only=[name])
@@ -301,19 +401,22 @@ class WSCNNInferPanel(JobPanel, QWidget):
         return self.images.column("image") if "image" in self.images.columns else []
 
     def _refresh_image_table(self):
-        selected = self.images.selected_row()
+        row = self.images.selected_row()
+        names = self._image_names()
+        selected_name = names[row] if row is not None and row < len(names) else None
         rows = []
         for name, c in self.cache.items():
             lay = self.viewer.layers[f"{name} objects"] if f"{name} objects" in self.viewer.layers else None
             n = int(lay.features.shape[0]) if lay is not None else 0
-            rows.append([name, round(c.p_positive, 4), c.predicted, n])
+            rows.append([name, round(c.p_positive, 4), c.predicted, n, _rounded(c.brightness), _rounded(c.size_ratio)])
         for r in getattr(self, "folder_rows", []):
             if r["name"] not in self.cache:
                 p = [v for k, v in r.items() if k.startswith("p_")]
-                rows.append([r["name"], round(float(p[-1]), 4) if p else "", r["predicted"], int(r["n_objects"])])
-        self.images.set_rows(["image", "p_positive", "called", "objects"], rows)
-        if selected is not None and selected < len(rows):
-            self.images.select_row(selected)
+                rows.append([r["name"], round(float(p[-1]), 4) if p else "", r["predicted"], int(r["n_objects"]),
+                             _rounded(_number(r.get("brightness"))), _rounded(_number(r.get("size_ratio")))])
+        self.images.set_rows(["image", "p_positive", "called", "objects", "brightness", "size_ratio"], rows)
+        if selected_name in self._image_names():  # the same image stays selected (the rows may be sorted)
+            self.images.select_row(self._image_names().index(selected_name))
 
     def _on_image_row(self, i: int):
         names = self._image_names()
@@ -349,3 +452,16 @@ class WSCNNInferPanel(JobPanel, QWidget):
     def on_close(self):
         self._timer.stop()
         self.objects.unlink_all()
+        self.channels.disconnect_viewer()
+
+
+def _number(text) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _rounded(v: float | None):
+    """A table cell: ``v`` to 3 decimals, blank when unknown (a model without training stats)."""
+    return "" if v is None else round(float(v), 3)

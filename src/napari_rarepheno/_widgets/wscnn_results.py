@@ -28,6 +28,9 @@ class Cached:
     class_names: list[str]
     geometry: dict = field(default_factory=dict)
     path: str = ""
+    shift: list[str] = field(default_factory=list)  # how the image differs from the training images
+    brightness: float | None = None                  # its 99th percentile over the training median
+    size_ratio: float | None = None                  # its objects' size over the training objects'
 
     @property
     def positive(self) -> int:
@@ -43,17 +46,25 @@ class Cached:
         return self.class_names[int(np.argmax(self.probabilities))]
 
 
-def prepare_input(chw: np.ndarray, meta, name: str) -> np.ndarray:
-    """Layer pixels (C, H, W) -> the float channels the model was trained on."""
+def prepare_input(chw: np.ndarray, meta, name: str, as_float: bool = True) -> np.ndarray:
+    """Layer pixels (C, H, W) -> the channels the model was trained on (float in [0, 1], or
+    as read with ``as_float=False``: what the shift check compares with the training images)."""
 
     want = int(meta.config.get("in_channels", chw.shape[0]))
     if meta.channels and chw.shape[0] != want:
         chw = select_channels(chw, meta.channels, name)
     if chw.shape[0] != want:
         raise InputError(f"the model expects {want} channel(s) but layer '{name}' has {chw.shape[0]}; "
-                         f"choose a layer with {want} channel(s)")
+                         f"choose a layer with {want} channel(s), or map the model's channels to layers")
     check_finite(chw, name)
-    return to_float(chw)
+    return to_float(chw) if as_float else chw
+
+
+def shift_fields(report) -> dict:
+    """:class:`Cached` keyword arguments from a ShiftReport (messages, brightness, size ratio)."""
+    return {"shift": list(report.messages),
+            "brightness": None if report.brightness is None else float(report.brightness[0]),
+            "size_ratio": report.summary.get("size_ratio")}
 
 
 def segment(c: Cached, cfg, positive_only: bool):
