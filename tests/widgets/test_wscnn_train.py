@@ -152,3 +152,44 @@ def test_closing_the_viewer_stops_training(make_napari_viewer, qtbot, wscnn_data
     qtbot.waitUntil(lambda: panel.progress.last is not None, timeout=60_000)
     viewer.close()
     assert worker.cancel_token.cancelled and not worker._holder[0].is_alive()
+
+
+def test_train_on_images_stored_one_file_per_channel(make_napari_viewer, qtbot, tmp_path, mitosis_field):
+    """Channel files and names reach the engine; the model keeps them, and the Infer tab then
+    maps its channels by name."""
+    import tifffile
+    from screens import CHANNELS, PATTERNS
+
+    field = mitosis_field["field"]
+    data = tmp_path / "data"
+    for k, cls in enumerate(("negative", "positive")):
+        (data / cls).mkdir(parents=True)
+        for i in range(4):
+            piece = field[:, 96 * i:96 * i + 96, 400 * k:400 * k + 96]
+            for c, token in enumerate(PATTERNS):
+                tifffile.imwrite(data / cls / f"f{i}{token}_s1.tif", piece[c])
+    viewer, dock = make_dock(make_napari_viewer)
+    panel = dock.train
+    panel.data.path = data
+    assert panel.data.hint.value.startswith("train: 8 negative / 8 positive")  # files, not images
+    panel.channel_files.value = "_Crfp,_Cgfp"
+    assert panel.data.hint.value.startswith("train: 4 negative / 4 positive")
+    assert "2 channel files each" in panel.data.hint.value
+    panel.channel_names.value = "H2B, tubulin"
+    opts = panel.build_options()
+    assert opts["channel_files"] == PATTERNS and opts["channel_names"] == CHANNELS
+    panel.augment.value = "none"
+    panel.epochs.value = 1
+    panel.device.value = "cpu"
+    panel.out.path = tmp_path / "m.safetensors"
+    panel.start_btn.native.click()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
+    assert panel.state is JobState.DONE, panel.job.error
+    meta = load_model(tmp_path / "m.safetensors").meta
+    assert meta.input_names() == CHANNELS and meta.training["input"]["channel_files"] == PATTERNS
+    # the Infer tab: one row per channel, by the stored patterns; folder mode offers them
+    for c in (1, 0):
+        viewer.add_image(field[c], name=mitosis_field["names"][c])
+    rows = dock.infer.channels.rows
+    assert dock.infer.channels.names == CHANNELS and [r.value for r in rows] == mitosis_field["names"]
+    assert dock.infer.channel_files.value == "_Crfp,_Cgfp"

@@ -1,7 +1,8 @@
 """The Train tab both networks share.
 
-Labeled folder, network options (from the subclass), epochs, device, seed, where to
-write the model, Start/Stop, a progress bar with a live loss/accuracy plot, and the
+Labeled folder (one file per image, or one file per channel: "channel files", with
+"channel names" kept in the model), network options (from the subclass), epochs, device,
+seed, where to write the model, Start/Stop, a progress bar with a live loss/accuracy plot, and the
 model buttons (load, save as, continue training). Training is the panel's job
 (:class:`._jobs.JobPanel`: state idle/running/stopping/done/failed) and runs in a thread
 worker (:mod:`.._workers`); Stop finishes the current batch and keeps the best weights.
@@ -17,6 +18,7 @@ from magicgui.widgets import (
     Container,
     FloatSpinBox,
     Label,
+    LineEdit,
     PushButton,
     SpinBox,
 )
@@ -24,6 +26,8 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _workers
 from ..core.errors import InputError
+from ..core.io.folders import pair_channel_files
+from ..core.io.images import is_image_file
 from ..core.progress import CancelToken
 from . import _paths
 from ._device import DevicePicker
@@ -47,6 +51,15 @@ def checkpoint_files(out: Path) -> list[Path]:
     return [out, out.with_name(stem + ".last.safetensors"), out.with_name(stem + ".log.csv")]
 
 
+def count_images(folder: Path, channel_files=None) -> int:
+    """Images in one class folder: files, or with ``channel_files`` groups of one file per
+    channel (raises InputError for an image missing a channel)."""
+    if not folder.is_dir():
+        return 0
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and is_image_file(f))
+    return len(pair_channel_files(folder, files, channel_files)) if channel_files else len(files)
+
+
 class TrainPanel(JobPanel, QWidget):
     """Subclasses set ``kind``/``default_epochs`` and implement :meth:`option_widgets`,
     :meth:`check_folder` (a one-line hint) and :meth:`run_training` (in the worker)."""
@@ -62,6 +75,18 @@ class TrainPanel(JobPanel, QWidget):
         self.result = None
         self.data = PathPicker(self.folder_label, mode="d", check=self.check_folder,
                                tooltip=self.folder_tooltip())
+        self.channel_files = LineEdit(label="channel files", value="",
+                                      tooltip="images stored one file per channel: what names each channel's file, "
+                                      "in channel order, separated by commas (e.g. _Crfp,_Cgfp: a text or a regular "
+                                      "expression found anywhere in the file name; the files of one image differ "
+                                      "only there). Empty: one file per image. The model keeps these patterns.")
+        self.channel_files.native.setPlaceholderText("one file per image")
+        self.channel_names = LineEdit(label="channel names", value="",
+                                      tooltip="what each channel is, in order, separated by commas (e.g. H2B,tubulin); "
+                                      "kept in the model, so the Infer and Classify tabs find the layer of each "
+                                      "channel by its name. Empty: channel 0, channel 1...")
+        self.channel_names.native.setPlaceholderText("e.g. H2B,tubulin")
+        self.channel_files.changed.connect(self._recheck_folder)
         self.epochs = SpinBox(label="epochs", value=self.default_epochs, min=1, max=1000)
         self.batch = SpinBox(label="batch size", value=0, min=0, max=4096,
                              tooltip="images per step; 0: the recipe's (50 WSCNN, 100 DeepYeast). Smaller "
@@ -82,7 +107,8 @@ class TrainPanel(JobPanel, QWidget):
         self.stop_btn.changed.connect(self.stop)
         buttons = Container(widgets=[self.start_btn, self.stop_btn], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
-        self.form = Container(widgets=[self.data, *self.option_widgets(), self.epochs, self.batch, self.lr,
+        self.form = Container(widgets=[self.data, self.channel_files, self.channel_names, *self.option_widgets(),
+                                       self.epochs, self.batch, self.lr,
                                        self.device, self.seed, self.out, self.continue_, buttons])
         self.progress = TrainingProgress()
         self.model_label = Label(value=model.describe())
@@ -115,6 +141,28 @@ class TrainPanel(JobPanel, QWidget):
     def options(self) -> dict:
         """The network options, read in the GUI thread before the worker starts."""
         return {}
+
+    # ------------------------------------------------------------ channels
+    def channel_file_patterns(self) -> list[str] | None:
+        """The "channel files" field as a list (None: one file per image)."""
+        return _split(self.channel_files.value)
+
+    def channel_name_list(self) -> list[str] | None:
+        return _split(self.channel_names.value)
+
+    def _recheck_folder(self, *_):
+        self.data._update_hint()
+
+    def build_options(self) -> dict:
+        """Everything the worker gets as ``options``: :meth:`options` plus ``channel_files``
+        and ``channel_names`` (raises InputError when they do not fit together)."""
+        files, names = self.channel_file_patterns(), self.channel_name_list()
+        if files and names and len(files) != len(names):
+            raise InputError(f"give one channel name per channel file: {len(files)} channel files "
+                             f"({', '.join(files)}) but {len(names)} names ({', '.join(names)})")
+        if names and len(set(names)) != len(names):
+            raise InputError(f"channel names must differ from each other: {', '.join(names)}")
+        return {**self.options(), "channel_files": files, "channel_names": names}
 
     def run_training(self, data: Path, out: Path, cfg: dict, init_from, options: dict, report,
                      cancel: CancelToken):
@@ -155,7 +203,7 @@ class TrainPanel(JobPanel, QWidget):
         cfg = {"epochs": int(self.epochs.value), "device": str(self.device.value), "seed": int(self.seed.value),
                "batch_size": int(self.batch.value) or None, "lr": float(self.lr.value) or None}
         try:
-            options = self.options()
+            options = self.build_options()
         except InputError as e:
             _workers.notify_error(e)
             return
@@ -258,3 +306,9 @@ class TrainPanel(JobPanel, QWidget):
 
         show_info(f"model saved to {path}")
         return path
+
+
+def _split(text) -> list[str] | None:
+    """Comma-separated entries of a text field (None when empty)."""
+    items = [t.strip() for t in str(text or "").split(",") if t.strip()]
+    return items or None

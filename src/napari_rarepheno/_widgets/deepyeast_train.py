@@ -6,15 +6,16 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, LineEdit
 
 from .. import _workers
+from ..core.errors import InputError
 from ..core.io.folders import parse_channels
-from ..core.io.images import is_image_file
-from ._train_panel import TrainPanel
+from ._train_panel import TrainPanel, count_images
 
 WIDTHS = {"full (paper)": 1.0, "half": 0.5, "quarter (fast)": 0.25}
 
 
-def describe_class_folder(path: Path) -> str:
-    """'N classes: a (n), b (n)...' or what is wrong."""
+def describe_class_folder(path: Path, channel_files=None) -> str:
+    """'N classes, M crops: a (n), b (n)...' or what is wrong; with ``channel_files`` crops
+    are counted, not files."""
     if not path.is_dir():
         return "not usable: folder not found"
     if path.suffix.lower() in (".h5", ".hdf5"):
@@ -22,9 +23,13 @@ def describe_class_folder(path: Path) -> str:
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         return "not usable: no class subfolders (expected ROOT/<class>/<crop images>)"
-    counts = [(c.name, sum(1 for f in c.iterdir() if f.is_file() and is_image_file(f))) for c in classes]
+    try:
+        counts = [(c.name, count_images(c, channel_files)) for c in classes]
+    except InputError as e:
+        return f"not usable: {e}"
     shown = ", ".join(f"{n} ({k})" for n, k in counts[:8]) + (", ..." if len(counts) > 8 else "")
-    return f"{len(counts)} classes, {sum(k for _, k in counts)} crops: {shown}"
+    each = f" of {len(channel_files)} channel files each" if channel_files else ""
+    return f"{len(counts)} classes, {sum(k for _, k in counts)} crops{each}: {shown}"
 
 
 class DeepYeastTrainPanel(TrainPanel):
@@ -46,10 +51,15 @@ class DeepYeastTrainPanel(TrainPanel):
         return [self.width, self.channels, self.val_split]
 
     def check_folder(self, path: Path) -> str:
-        return describe_class_folder(path)
+        return describe_class_folder(path, self.channel_file_patterns())
 
     def options(self) -> dict:
-        return {"width": WIDTHS[self.width.value], "channels": parse_channels(self.channels.value),
+        try:
+            channels = parse_channels(self.channels.value)
+        except InputError:
+            raise InputError(f"channels: give the crop files' channels as comma-separated numbers like 0,1 (got "
+                             f"{self.channels.value!r})") from None
+        return {"width": WIDTHS[self.width.value], "channels": channels,
                 "val_split": None if self.val_split.value == "none" else self.val_split.value}
 
     def run_training(self, data, out, cfg, init_from, options, report, cancel):

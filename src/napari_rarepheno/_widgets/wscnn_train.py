@@ -8,27 +8,25 @@ from magicgui.widgets import ComboBox
 from .. import _workers
 from ..core.errors import InputError
 from ..core.io.folders import WSCNN_CLASSES, find_splits
-from ..core.io.images import is_image_file
-from ._train_panel import TrainPanel
+from ._train_panel import TrainPanel, count_images
 
 
-def describe_wscnn_folder(path: Path) -> str:
-    """One line saying what a WSCNN data folder holds (or what is wrong with it)."""
+def describe_wscnn_folder(path: Path, channel_files=None) -> str:
+    """One line saying what a WSCNN data folder holds (or what is wrong with it); with
+    ``channel_files`` images are counted, not files."""
 
     try:
         splits = find_splits(path)
+        parts = []
+        for name, folder in splits.items():
+            counts = [f"{count_images(folder / c, channel_files)} {c}" for c in WSCNN_CLASSES]
+            parts.append(f"{name}: {' / '.join(counts)}")
     except InputError as e:
         return f"not usable: {e}"
-    parts = []
-    for name, folder in splits.items():
-        counts = []
-        for c in WSCNN_CLASSES:
-            d = folder / c
-            n = sum(1 for f in d.iterdir() if f.is_file() and is_image_file(f)) if d.is_dir() else 0
-            counts.append(f"{n} {c}")
-        parts.append(f"{name}: {' / '.join(counts)}")
     if "val" not in splits:
         parts.append("no val/ split: 20% of train is held out")
+    if channel_files:
+        parts.append(f"images of {len(channel_files)} channel files each")
     return "; ".join(parts)
 
 
@@ -60,7 +58,7 @@ class WSCNNTrainPanel(TrainPanel):
         return [self.depth, self.head, self.kernel, self.augment]
 
     def check_folder(self, path: Path) -> str:
-        return describe_wscnn_folder(path)
+        return describe_wscnn_folder(path, self.channel_file_patterns())
 
     def options(self) -> dict:
         return {"depth": int(self.depth.value), "head": str(self.head.value),
