@@ -66,7 +66,6 @@ def test_evaluate_tsne_and_fewshot(explore, qtbot, yeast_data):
 
 def test_tsne_of_a_classified_field_selects_the_cell(make_napari_viewer, qtbot, deepyeast_model):
     from napari_rarepheno import _sample_data
-    from napari_rarepheno._widgets.deepyeast_classify import TWO_LAYERS
     from napari_rarepheno._widgets.deepyeast_dock import DeepYeastDock
 
     viewer = make_napari_viewer()
@@ -77,8 +76,7 @@ def test_tsne_of_a_classified_field_selects_the_cell(make_napari_viewer, qtbot, 
     image, _, _ = _sample_data.yeast_field_arrays()
     viewer.add_image(image, channel_axis=0, name=["marker", "protein"])
     c = dy.classify
-    c.mode.value = TWO_LAYERS
-    c.marker_layer.value, c.protein_layer.value = "marker", "protein"
+    c.channels.rows[0].value, c.channels.rows[1].value = "marker", "protein"
     c.run_btn.native.click()
     qtbot.waitUntil(lambda: c.worker is None, timeout=60_000)
 

@@ -1,14 +1,19 @@
 """DeepYeast Classify tab: every cell of a field gets a localization class.
 
-Input: one image layer with the marker and protein channels chosen, or two layers;
-cells from a user Labels layer or the built-in segmentation of the marker channel.
-Output: a Labels layer coloured by class with ``features`` (id, class, p_<class>...,
-centroid, area), a legend, the field's posterior (table + bars), a cells table
-linked both ways to the layer.
+Input: the model's channels mapped to image layers (:class:`._channels.ChannelMap`: one
+layer per channel, e.g. one TIFF per channel, or the channels of one layer); cells from a
+Labels layer of any tool (cellpose, StarDist, CellProfiler...) or the built-in segmentation
+of one model channel ("segment on"), at a cell diameter given or measured ("measure" runs
+the estimate in a worker; the "cell diameter" circle at the centre of the view shows the
+value against the cells). Output: a Labels layer coloured by class with ``features`` (id,
+class, p_<class>..., centroid, area, shift_score, brightness), a legend, the field's
+posterior (table + bars), a sortable cells table linked both ways to the layer, and in
+orange what makes the field unlike the training cells (also as napari warnings).
 """
 from __future__ import annotations
 
 import html
+from types import SimpleNamespace
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
@@ -18,15 +23,19 @@ from .. import _layers, _workers
 from ..core.errors import InputError
 from ..core.progress import Progress
 from . import _export
+from ._channels import ChannelMap
 from ._device import DevicePicker
 from ._jobs import JobPanel
 from ._layer_choice import LayerChoice
 from ._model import ModelSlot
 from ._plot import BarPlot
 from ._progress import TrainingProgress
+from ._shift import ShiftNote
 from ._table import ResultsTable
 
 SEGMENT = "(built-in segmentation)"
+CIRCLE = "cell diameter"
+#: the input modes before the channel mapping (docs/screenshots.py still sets them; they do nothing)
 ONE_LAYER, TWO_LAYERS = "channels of one layer", "two layers"
 
 
@@ -43,16 +52,24 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
         self.posteriors: dict[str, dict] = {}
-        self.mode = ComboBox(label="input", choices=[ONE_LAYER, TWO_LAYERS], value=ONE_LAYER)
-        self.image = LayerChoice(viewer, "image", "image layer")
-        self.marker_ch = SpinBox(label="marker channel", value=0, min=0, max=7,
-                                 tooltip="channel of the cell/cytoplasm marker (segmentation, crop channel 1)")
-        self.protein_ch = SpinBox(label="protein channel", value=1, min=0, max=7,
-                                  tooltip="channel of the tagged protein (crop channel 2)")
-        self.marker_layer = LayerChoice(viewer, "image", "marker layer")
-        self.protein_layer = LayerChoice(viewer, "image", "protein layer")
+        self.mode = SimpleNamespace(value=TWO_LAYERS)  # the old input switch: the mapping covers both
+        self.channels = ChannelMap(viewer)
         self.cells = LayerChoice(viewer, "labels", "cells", extra=(SEGMENT,),
-                                 tooltip="a Labels layer with one label per cell, or the built-in segmentation")
+                                 tooltip="a Labels layer with one label per cell (from any tool), or the built-in "
+                                 "segmentation")
+        self.segment_on = ComboBox(label="segment on", choices=[],
+                                   tooltip="the model channel the built-in segmentation finds the cells in "
+                                   "(a nuclear or cytoplasm marker)")
+        self.diameter = SpinBox(value=0, min=0, max=5000, step=1,
+                                tooltip="typical cell diameter in px for the built-in segmentation; 0: measured "
+                                "from the image. The circle 'cell diameter' at the centre of the view shows it.")
+        self.measure_btn = PushButton(text="measure")
+        self.measure_btn.tooltip = "estimate the cells' diameter in the 'segment on' channel (a few seconds)"
+        self.measure_btn.changed.connect(self.measure)
+        self.diameter_row = Container(widgets=[self.diameter, self.measure_btn], layout="horizontal", labels=False,
+                                      label="cell diameter (px)")
+        self.diameter_row.margins = (0, 0, 0, 0)
+        self.diameter.changed.connect(self._on_diameter)
         self.device = DevicePicker()
         self.run_btn = PushButton(text="Classify cells")
         self.stop_btn = PushButton(text="Stop")
@@ -60,55 +77,67 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         self.stop_btn.changed.connect(self.stop)
         btns = Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False)
         btns.margins = (0, 0, 0, 0)
-        self.form = Container(widgets=[self.mode, self.image, self.marker_ch, self.protein_ch, self.marker_layer,
-                                       self.protein_layer, self.cells, self.device, btns])
+        self.form = Container(widgets=[self.cells, self.segment_on, self.diameter_row, self.device, btns])
+        self.channels.attach(self.form)
         self.progress = TrainingProgress(plot=False)
+        self.shift_note = ShiftNote()
+        self.used_label = Label(value="")
+        self.used_label.native.setWordWrap(True)
         self.legend = Label(value="")
         self.legend.native.setWordWrap(True)
         self.posterior_plot = BarPlot()
         self.posterior_table = ResultsTable("Posterior per image (group)")
-        self.cells_table = ResultsTable("Cells (click a row: select the cell; click a cell: find its row)")
+        self.cells_table = ResultsTable("Cells (click a row: select the cell; click a cell: find its row; click a "
+                                        "column to sort, e.g. shift_score)", sortable=True)
         self.export_btn = PushButton(text="Export all...")
         self.export_btn.changed.connect(self.export_dialog)
         lay = QVBoxLayout(self)
-        for w in (self.form.native, self.progress, self.legend.native, QLabelTitle("Posterior of the field"),
-                  self.posterior_plot, self.posterior_table, self.cells_table, self.export_btn.native):
+        for w in (self.form.native, self.progress, self.shift_note.native, self.used_label.native, self.legend.native,
+                  QLabelTitle("Posterior of the field"), self.posterior_plot, self.posterior_table, self.cells_table,
+                  self.export_btn.native):
             lay.addWidget(w)
         lay.addStretch()
-        self.mode.changed.connect(self._on_mode)
-        self._on_mode()
+        self.cells.changed.connect(self._on_cells)
+        model.changed.connect(self._on_model)
+        self._on_model()
         self.update_buttons()
 
-    def _on_mode(self, *_):
-        one = self.mode.value == ONE_LAYER
-        for w in (self.image, self.marker_ch, self.protein_ch):
-            w.visible = one
-        for w in (self.marker_layer, self.protein_layer):
-            w.visible = not one
+    # the rows of the first two model channels, under their names before the mapping
+    @property
+    def marker_layer(self) -> ComboBox:
+        return self.channels.rows[0]
+
+    @property
+    def protein_layer(self) -> ComboBox:
+        return self.channels.rows[1]
+
+    def _on_model(self, *_):
+        meta = self.model.meta
+        self.channels.set_model(meta)
+        names = list(meta.input_names()) if meta is not None else []
+        self.segment_on.choices = names
+        if names:
+            self.segment_on.value = names[0]
+        self._on_cells()
+
+    def _on_cells(self, *_):
+        builtin = self.cells.value == SEGMENT
+        self.segment_on.enabled = builtin
+        self.diameter_row.enabled = builtin
+
+    def update_buttons(self) -> None:
+        super().update_buttons()
+        self.measure_btn.enabled = not self.running
 
     # -------------------------------------------------------------- inputs
-    def field(self) -> tuple[np.ndarray, str, dict]:
-        """(C, H, W) field in the model's channel order (marker first), source name, geometry."""
-        n = int(self.model.loaded.meta.config.get("in_channels", 2))
-        step = self.viewer.dims.current_step
-        if self.mode.value == ONE_LAYER:
-            layer = self.image.layer
-            if layer is None:
-                raise InputError("choose an image layer (File > Open Sample > Rare phenotypes has a yeast field)")
-            chw = _layers.image_to_chw(layer, step)
-            picks = [int(self.marker_ch.value), int(self.protein_ch.value)][:n]
-            bad = [c for c in picks if c >= chw.shape[0]]
-            if bad:
-                raise InputError(f"layer '{layer.name}' has {chw.shape[0]} channel(s); channel {bad[0]} does not "
-                                 "exist. With one layer per channel, choose 'two layers'.")
-            return chw[picks], layer.name, _layers.geometry_of(layer)
-        layers = [self.marker_layer.layer, self.protein_layer.layer][:n]
-        if any(lay is None for lay in layers):
-            raise InputError("choose the marker and the protein layers")
-        planes = [_layers.image_to_chw(lay, step)[0] for lay in layers]
-        if len({p.shape for p in planes}) > 1:
-            raise InputError(f"the layers differ in size: {planes[0].shape} vs {planes[-1].shape}")
-        return np.stack(planes), layers[-1].name, _layers.geometry_of(layers[0])
+    def segment_index(self) -> int:
+        """The model channel the built-in segmentation runs on."""
+        names = list(self.segment_on.choices)
+        return names.index(self.segment_on.value) if self.segment_on.value in names else 0
+
+    def field(self):
+        """The mapped field (:class:`._channels.Mapped`: (C, H, W) in the model's channel order)."""
+        return self.channels.build(self.viewer.dims.current_step)
 
     def labels(self, shape) -> np.ndarray | None:
         if self.cells.value == SEGMENT:
@@ -122,6 +151,62 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
                              "matching Labels layer or the built-in segmentation")
         return lab
 
+    # ------------------------------------------------------------ diameter
+    def measure(self, *_):
+        """Estimate the cells' diameter in the "segment on" channel (in a worker) into the box."""
+        if self.running:
+            return None
+        if not self.model.ready:
+            _workers.notify_error(InputError("no DeepYeast model: train one in the Train tab or load a model file"))
+            return None
+        try:
+            mapped = self.field()
+        except InputError as e:
+            _workers.notify_error(e)
+            return None
+        plane, geom = mapped.chw[self.segment_index()], mapped.geometry
+
+        def job(report):
+            from ..core.cells.segment import estimate_diameter  # deferred: loads scipy
+
+            return estimate_diameter(plane)
+
+        def done(d):
+            if d is None:
+                self.progress.finish("stopped")
+                return
+            if not np.isfinite(d):
+                self.progress.finish("no cells to measure: the channel is flat")
+                return
+            self.progress.finish(f"cell diameter: {d:.1f} px")
+            self._geometry = geom
+            self.diameter.value = int(round(d))
+            self.show_diameter(float(self.diameter.value), geom)  # also when the box held that value already
+
+        return self.start_job(job, done, "measuring the cell diameter")
+
+    def _on_diameter(self, *_):
+        d = float(self.diameter.value)
+        if d > 0:
+            self.show_diameter(d)
+        elif CIRCLE in self.viewer.layers:
+            self.viewer.layers.remove(CIRCLE)
+
+    def show_diameter(self, diameter: float, geometry: dict | None = None):
+        """A circle of ``diameter`` px at the centre of the view (the "cell diameter" layer)."""
+        if geometry is None:
+            geometry = getattr(self, "_geometry", None)
+            if geometry is None:
+                try:
+                    geometry = self.field().geometry
+                except InputError:
+                    geometry = {}
+        self._geometry = geometry
+        scale = np.asarray(geometry.get("scale", (1.0, 1.0)), float)
+        translate = np.asarray(geometry.get("translate", (0.0, 0.0)), float)
+        centre = (np.asarray(self.viewer.camera.center, float)[-2:] - translate) / scale
+        return _layers.add_or_update(self.viewer, _layers.circle_layer(centre, diameter, CIRCLE, geometry=geometry))
+
     # ------------------------------------------------------------------ run
     def run(self, *_):
         if self.running:
@@ -130,12 +215,18 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
             _workers.notify_error(InputError("no DeepYeast model: train one in the Train tab or load a model file"))
             return None
         try:
-            field, source, geom = self.field()
-            labels = self.labels(field.shape[1:])
+            mapped = self.field()
+            labels = self.labels(mapped.chw.shape[1:])
         except InputError as e:
             _workers.notify_error(e)
             return None
+        self.shift_note.clear()
+        self.used_label.value = ""
+        # results named after the field (per-channel files: without the channel token), else the protein's layer
+        field, geom = mapped.chw, mapped.geometry
+        source = mapped.name if mapped.combined else mapped.last_name
         loaded, device, n = self.model.loaded, str(self.device.value), field.shape[0]
+        segment_channel, diameter = self.segment_index(), float(self.diameter.value) or None
 
         def job(report):
             from ..core.deepyeast.fields import (
@@ -143,11 +234,11 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
             )
 
             report(Progress(stage="item", batch=0, n_batches=1, message="segmenting and classifying"))
-            return classify_field(loaded, field, labels=labels, segment_channel=0, channels=list(range(n)),
-                                  group=source, device=device)
+            return classify_field(loaded, field, labels=labels, segment_channel=segment_channel,
+                                  channels=list(range(n)), group=source, device=device, diameter=diameter)
 
         return self.start_job(job, lambda r: self._on_done(r, source, geom, field), "classifying",
-                           busy="segmenting and classifying cells...")
+                              busy="segmenting and classifying cells...")
 
     def _on_done(self, result, source: str, geom: dict, field=None):
         if result is None:
@@ -159,6 +250,11 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         ldt[1]["metadata"]["rarepheno"]["field"] = field  # for Explore's t-SNE (crops of these cells)
         layer = _layers.add_or_update(self.viewer, ldt)
         self.progress.finish(f"{len(result.rows)} cells classified")
+        self.shift_note.show_messages(result.shift.messages, title="Unlike the training cells")
+        if result.diameter is not None:
+            self.used_label.value = f"segmented at a cell diameter of {result.diameter:.1f} px"
+            if not self.diameter.value:  # measured: the circle shows what was used
+                self.show_diameter(float(result.diameter), geom)
         self._show_legend(table, names)
         if result.posterior:
             self.posteriors[source] = result.posterior[0]
@@ -169,6 +265,9 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         pcols = [c for c in feats if c.startswith("p_")]
         if pcols:
             shown["p_class"] = feats[pcols].to_numpy().max(1).round(3)
+        for c in ("shift_score", "brightness"):
+            if c in feats:
+                shown[c] = feats[c].to_numpy()
         self.cells_table.set_table(shown)
         self.cells_table.link_labels(self.viewer, layer)
 
@@ -199,8 +298,8 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
 
     def on_close(self):
         self.cells_table.unlink_all()
-        for w in (self.image, self.marker_layer, self.protein_layer, self.cells):
-            w.disconnect_viewer()
+        self.cells.disconnect_viewer()
+        self.channels.disconnect_viewer()
 
 
 def QLabelTitle(text: str):  # noqa: N802 - reads like a widget
