@@ -17,7 +17,8 @@ def explore(make_napari_viewer, qtbot, deepyeast_model):
     viewer.window.add_dock_widget(dock, name="Explore")
     dock.model_bar.file.path = deepyeast_model
     dock.model_bar.load_btn.native.click()
-    qtbot.waitUntil(lambda: dock.model.ready, timeout=30_000)
+    # its own model: a new Explore dock first adopts the latest DeepYeast model of any dock still alive
+    qtbot.waitUntil(lambda: dock.model.ready and dock.model.path == deepyeast_model, timeout=30_000)
     return viewer, dock
 
 
