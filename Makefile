@@ -19,7 +19,7 @@ demo: setup
 	else $(VENV)/bin/rarepheno demo $(ARGS); fi
 
 test: setup
-	QT_QPA_PLATFORM=xcb $(XVFB) $(PY) -m pytest $(PYTEST_ARGS)
+	QT_API=pyqt6 QT_QPA_PLATFORM=xcb $(XVFB) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/run_all.py $(ARGS)

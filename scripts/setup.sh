@@ -31,6 +31,8 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q "torch==2.13.0" \
      || "$VENV/bin/python" -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
   "$VENV/bin/python" -m pip install -q -e ".[pyqt,test]"
+  # the Qt binding is PyQt6 (napari's default); an older environment's PyQt5 would shadow it
+  "$VENV/bin/python" -m pip uninstall -y -q PyQt5 PyQt5-Qt5 PyQt5-sip >/dev/null 2>&1 || true
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
