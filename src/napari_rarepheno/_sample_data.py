@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ._layers import result_meta
+from .core.datasets.bundled import MITOSIS_CROPS, mitosis_field_files
 from .core.datasets.mosaic import MosaicConfig, build_mosaics
 from .core.datasets.synthetic import SimConfig, image_rng, render_image
-from .core.io.images import read_png, write_png
+from .core.io.images import read_image, read_png, write_png
 
 
 def cache_dir() -> Path:
@@ -90,8 +91,11 @@ def yeast_field() -> list[tuple]:
 
 # ------------------------------------------------------------------ mosaic
 def mitosis_crops_dir() -> Path | None:
-    """The user's mitosis crops folder (``CROPS/<class>/*.png``), if any."""
-    for cand in (os.environ.get("RAREPHENO_MITOSIS_CROPS"), Path.home() / "napari-rarepheno" / "mitosis-crops"):
+    """The mitosis crops folder (``CROPS/<class>/*.png``): the user's own
+    (``RAREPHENO_MITOSIS_CROPS`` or ``~/napari-rarepheno/mitosis-crops``), else the real
+    CellCognition crops shipped with the plugin."""
+    for cand in (os.environ.get("RAREPHENO_MITOSIS_CROPS"), Path.home() / "napari-rarepheno" / "mitosis-crops",
+                 MITOSIS_CROPS):
         if cand and Path(cand).is_dir() and any(Path(cand).glob("*/*.png")):
             return Path(cand)
     return None
@@ -152,4 +156,15 @@ def mitosis_mosaic() -> list[tuple]:
     layers = [(image, {"name": f"{kind} mosaic (positive)", "rgb": image.ndim == 3}, "image")]
     if boxes:
         layers.append(boxes_layer(boxes, "rare tiles (truth)", "#ffd040"))
+    return layers
+
+
+# ------------------------------------------------------------------- field
+def hela_field() -> list[tuple]:
+    """A real HeLa field as a microscope writes it, one TIFF per channel (H2B, tubulin):
+    two image layers named after their files, as File > Open gives them."""
+    layers = []
+    for path, colour in zip(mitosis_field_files(), ("red", "green")):
+        layers.append((read_image(path, as_float=False)[0], {"name": path.stem, "colormap": colour,
+                                                            "blending": "additive"}, "image"))
     return layers

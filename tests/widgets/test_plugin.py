@@ -22,7 +22,7 @@ def test_manifest_validates():
     assert {w.display_name for w in pm.contributions.widgets} >= {
         "Rare phenotype (WSCNN)", "Localization classes (DeepYeast)", "Explore"}
     assert {s.key for s in pm.contributions.sample_data} == {
-        "wscnn_positive", "wscnn_negative", "yeast_field", "mitosis_mosaic"}
+        "wscnn_positive", "wscnn_negative", "yeast_field", "mitosis_mosaic", "hela_field"}
     # the installed distribution points at the same manifest, as `npe2 validate napari-rarepheno` checks
     installed = PluginManifest._from_package_or_name("napari-rarepheno")
     assert installed.name == "napari-rarepheno"
@@ -72,13 +72,18 @@ v.close()
 
 def test_sample_data_loads(make_napari_viewer, monkeypatch, tmp_path):
     viewer = make_napari_viewer()
-    for key in ("wscnn_positive", "wscnn_negative", "yeast_field", "mitosis_mosaic"):
+    monkeypatch.delenv("RAREPHENO_MITOSIS_CROPS", raising=False)
+    for key in ("wscnn_positive", "wscnn_negative", "yeast_field", "mitosis_mosaic", "hela_field"):
         viewer.open_sample("napari-rarepheno", key)
     names = [lay.name for lay in viewer.layers]
     assert "WSCNN positive" in names and "rare objects (truth)" in names and "WSCNN negative" in names
     assert "yeast protein" in names and "yeast cytoplasm marker" in names
     mosaic = [lay for lay in viewer.layers if "mosaic" in lay.name]
     assert mosaic and mosaic[0].data.shape == (256, 256, 3) and mosaic[0].rgb
+    assert mosaic[0].name == "mitosis mosaic (positive)"  # the real crops shipped with the plugin
+    field = [lay for lay in viewer.layers if lay.name.startswith("tubulin_P0040")]
+    assert sorted(lay.name for lay in field) == ["tubulin_P0040_T00001_Cgfp_Z1_S1", "tubulin_P0040_T00001_Crfp_Z1_S1"]
+    assert all(lay.data.shape == (1040, 1392) for lay in field)
 
 
 def test_mitosis_mosaic_from_user_crops(monkeypatch, tmp_path):
