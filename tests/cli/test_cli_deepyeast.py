@@ -109,6 +109,35 @@ def test_cells_predict_and_explore(work, tmp_path):
         {p.name for p in (tmp_path / "ex").iterdir()}
 
 
+def test_predict_fields_stored_one_file_per_channel(work, tmp_path):
+    """A field written as one TIFF per channel (the microscope's _Crfp_/_Cgfp_ in mid-name)
+    is one field of two channels: the same cells and classes as the two-channel file."""
+    import tifffile
+
+    root, model = work
+    field = tifffile.imread(root / "sim" / "fields" / "YP0013_f0.tif")
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for c, tok in enumerate(("Crfp", "Cgfp")):
+        tifffile.imwrite(folder / f"w01_T0001_{tok}_Z1.tif", field[c])
+    # the true cells, named after the field (the channel token taken out), as beside the original
+    labels = tifffile.imread(root / "sim" / "fields" / "YP0013_f0_labels.tif")
+    tifffile.imwrite(folder / "w01_T0001_Z1_labels.tif", labels)
+    assert run("predict", model, folder, "--channel-files", "_Crfp,_Cgfp", "--as", "fields", "--out",
+               tmp_path / "pc", "--device", "cpu", "--quiet") == 0
+    assert run("predict", model, root / "sim" / "fields" / "YP0013_f0.tif", "--out", tmp_path / "one",
+               "--device", "cpu", "--quiet") == 0
+    got = list(csv.DictReader(open(tmp_path / "pc" / "predictions.csv")))
+    ref = list(csv.DictReader(open(tmp_path / "one" / "predictions.csv")))
+    assert len(got) == len(ref) > 5 and {r["source"] for r in got} == {"w01_T0001_Z1"}
+    assert [r["class"] for r in got] == [r["class"] for r in ref]
+    assert "shift_score" in got[0]
+    (folder / "w01_T0001_Z1_labels.tif").unlink()  # without them: segmented, the labels written out
+    assert run("predict", model, folder, "--channel-files", "_Crfp,_Cgfp", "--as", "fields", "--out",
+               tmp_path / "seg", "--device", "cpu", "--quiet") == 0
+    assert (tmp_path / "seg" / "labels" / "w01_T0001_Z1_labels.tif").exists()
+
+
 def test_segmentation_options_refused_for_deepyeast(work, tmp_path, capsys):
     root, model = work
     with pytest.raises(SystemExit) as e:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..io.atomic import write_text
+from ..io.files import entry_names, entry_path
 from ..io.folders import (
     ImageSet,
     group_of,
@@ -98,30 +99,33 @@ def predict_deepyeast_files(model, inputs: Sequence[str | Path], out: str | Path
         files = [f for f in files if not f.stem.endswith("_labels")]
         if not files:
             raise InputError("no images (.tif, .tiff, .png) here", inp)
-        kinds = {f: (mode == "fields") if mode != "auto" else _is_field(f, size) for f in files}
-        crops = [f for f in files if not kinds[f]]
+        folder = inp if inp.is_dir() else inp.parent
+        entries = pair_channel_files(folder, files, opts.channel_files) if opts.channel_files else files
+        names = entry_names(entries, opts.channel_files)
+        is_field = [(mode == "fields") if mode != "auto" else _is_field(entry_path(e), size) for e in entries]
+        crops = [e for e, fld in zip(entries, is_field) if not fld]
         if crops:
-            entries = pair_channel_files(inp if inp.is_dir() else inp.parent, crops, opts.channel_files) \
-                if opts.channel_files else crops
-            arrays = [read_entry(e, opts.channels, 1) for e in entries]
-            paths = [e[0] if isinstance(e, tuple) else e for e in entries]
+            arrays = [read_entry(e, opts.channels, 1) for e in crops]
+            paths = [entry_path(e) for e in crops]
             data = ImageSet(fit_size(stack_padded(arrays, paths), size, inp), np.zeros(len(paths), np.int64),
                             list(lm.meta.class_names), paths, [group_of(p, opts.group_regex) for p in paths],
-                            inp if inp.is_dir() else inp.parent)
+                            folder)
             rows += _crop_rows(lm, data, inp.name, device, False, notes)
-        for f in (f for f in files if kinds[f]):
-            raw = read_image(f, as_float=False)
-            lab_path = f.with_name(f.stem + "_labels" + f.suffix)
-            labels = read_image(lab_path, as_float=False)[0] if lab_path.exists() else None
-            res = classify_field(lm, raw, labels, seg_ch, group=group_of(f, opts.group_regex),
-                                 device=device, diameter=diameter, channels=opts.channels)
-            if labels is None and res.labels is not None:
-                write_tiff(out / "labels" / f"{f.stem}_labels.tif", res.labels.astype(np.uint16 if
-                           res.labels.max() < 65536 else np.uint32), axes="YX", overwrite=overwrite)
+        for e, name in ((e, n) for e, n, fld in zip(entries, names, is_field) if fld):
+            f = entry_path(e)
+            raw = read_entry(e, as_float=False)  # the files' channels, in --channel-files order
+            lab_path = next((p for p in (folder / f"{name}_labels{f.suffix}", f.with_name(f"{f.stem}_labels{f.suffix}"))
+                             if p.exists()), None)
+            labels = read_image(lab_path, as_float=False)[0] if lab_path is not None else None
             grp = group_of(f, opts.group_regex)
-            rows += [{"source": f.name, "group": grp, **r} for r in res.rows]
+            res = classify_field(lm, raw, labels, seg_ch, group=grp, device=device, diameter=diameter,
+                                 channels=opts.channels)
+            if labels is None and res.labels is not None:
+                write_tiff(out / "labels" / f"{name}_labels.tif", res.labels.astype(np.uint16 if
+                           res.labels.max() < 65536 else np.uint32), axes="YX", overwrite=overwrite)
+            rows += [{"source": name, "group": grp, **r} for r in res.rows]
             if res.shift.messages:
-                notes[f.name] = res.shift.messages
+                notes[name] = res.shift.messages
     if not rows:
         raise InputError("no cells or crops found in the inputs", Path(inputs[0]) if inputs else None)
     names = lm.meta.class_names

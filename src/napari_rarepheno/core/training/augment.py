@@ -32,7 +32,8 @@ class AugmentConfig:
     gain: float = 0.25             # per image and channel: x * exp(uniform(-g, g))
     offset: float = 0.05           # per image and channel: + uniform(-o, o)
     gamma: float = 0.4             # per image: x ** exp(uniform(-g, g)) (0.67..1.49 for 0.4)
-    saturate: float = 0.3          # probability that values above uniform(0.5, 1) are clipped there
+    saturate: float = 0.3          # probability that values above uniform(saturate_low, 1) are clipped there
+    saturate_low: float = 0.5
     blur: float = 1.0              # Gaussian blur sigma uniform(0, b) px, for half the images
     noise: float = 0.03            # Gaussian noise, std uniform(0, n)
 
@@ -156,7 +157,8 @@ def sample_intensity(shape: tuple[int, ...], cfg: AugmentConfig, gen: torch.Gene
     """Per-image intensity parameters (CPU tensors) for a batch of ``shape`` (N, C, H, W)."""
     n, c, h, w = shape
     u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
-    sat = torch.where(u(n) < cfg.saturate, 0.5 + 0.5 * u(n), torch.full((n,), math.inf))
+    lo = float(cfg.saturate_low)
+    sat = torch.where(u(n) < cfg.saturate, lo + (1 - lo) * u(n), torch.full((n,), math.inf))
     blur = torch.where(u(n) < 0.5, cfg.blur * u(n), torch.zeros(n))
     return {"gain": torch.exp((2 * u(n, c) - 1) * cfg.gain), "offset": (2 * u(n, c) - 1) * cfg.offset,
             "gamma": torch.exp((2 * u(n) - 1) * cfg.gamma), "saturate": sat, "blur": blur,
