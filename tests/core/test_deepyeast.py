@@ -216,10 +216,10 @@ def test_crop_scaling_and_fine_tuning_to_new_classes(yeast, tmp_path):
     for cls in ("vacuole", "spindle_pole"):
         (new / cls).symlink_to(root / "sim" / "crops" / cls)
     cfg = TrainConfig(epochs=1, batch_size=16, seed=0, channels_last=False)
-    opts = DeepYeastOptions(width=0.25, input_size=32, val_split=None, crop_scale="percentile")
-    with pytest.raises(InputError, match="crop scaling none"):
-        train_deepyeast(new, None, opts, cfg, init_from=res.best_path)
-    opts.crop_scale = None
+    opts = DeepYeastOptions(width=0.25, input_size=32, val_split=None, crop_scale=None)
+    with pytest.raises(InputError, match="crop scaling percentile, this run uses none"):
+        train_deepyeast(new, None, opts, cfg, init_from=res.best_path)  # the base model scales each crop
+    opts.crop_scale = "percentile"
     tuned = train_deepyeast(new, tmp_path / "tuned.safetensors", opts, cfg, init_from=res.best_path)
     assert tuned.model.config.n_classes == 2 and tuned.meta.class_names == ["spindle_pole", "vacuole"]
     torch.testing.assert_close(tuned.model.features[0].weight, res.model.features[0].weight, atol=0.05, rtol=0)

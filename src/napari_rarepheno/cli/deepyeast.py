@@ -5,6 +5,7 @@ type; this module adds the crop options DeepYeast models need to those two parse
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def cmd_train_deepyeast(args) -> int:
     opts = crop_options(args)
     opts.val_split, opts.val_fraction, opts.width = split, args.val_fraction, args.width
     opts.crop_scale = None if args.crop_scale == "none" else args.crop_scale
-    if args.no_augment:
-        opts.augment = AugmentConfig.none()
+    opts.smooth = args.smooth
+    opts.augment = AugmentConfig.none() if args.no_augment else \
+        AugmentConfig.deepyeast().with_intensity(args.intensity_augment)
     cfg = train_config_from_args(args)
     with ctrl_c_cancels(CancelToken()) as token:
         res = train_deepyeast(args.train, args.out, opts, cfg, val_dir=args.val, callback=TrainBar(args.quiet),
@@ -218,9 +220,15 @@ def add_parser(sub, train_sub) -> None:
     add_crop_args(p, channels=False)
     p.add_argument("--clip-percentiles", default=None, help="per-channel clipping before normalisation, "
                    "e.g. 1,99.8 (as DeepLoc)")
-    p.add_argument("--crop-scale", choices=["none", "percentile"], default="none",
-                   help="percentile: scale each crop's channels to their 1..99.9th percentile before the stored "
-                   "normalisation (when brightness differs between proteins/plates); none: the paper")
+    p.add_argument("--crop-scale", choices=["none", "percentile"], default="percentile",
+                   help="percentile (default): each crop's channels scaled by their own 1st..99.8th percentile "
+                   "before the stored statistics, so brightness and exposure of other plates do not count; "
+                   "none: the paper (intensities as read)")
+    p.add_argument("--intensity-augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="vary gain, offset, gamma, saturation, blur and noise while training (default: yes), "
+                   "for crops from other plates, microscopes and raw fields")
+    p.add_argument("--smooth", type=float, default=0.0, help="Gaussian smoothing (px) of every crop before "
+                   "scaling, stored in the model (evens out camera noise); default 0")
     p.add_argument("--width", type=float, default=1.0, help="scale every layer's width (1 = the paper)")
     p.add_argument("--no-augment", action="store_true")
     p.set_defaults(func=cmd_train_deepyeast)

@@ -58,9 +58,12 @@ def cmd_train_wscnn(args) -> int:
     opts = WSCNNOptions(depth=args.depth, head=args.head, conv2_kernel=args.conv2_kernel,
                         channels=parse_channels(args.channels), pool_first=args.pool_first,
                         channel_files=tokens(args.channel_files), channel_names=tokens(args.channel_names))
+    opts.scale = None if args.scale == "none" else args.scale
     if args.no_augment:
         from ..core.training.augment import AugmentConfig  # deferred: loads torch
         opts.augment = AugmentConfig.none()
+    elif args.intensity_augment:
+        opts.augment = opts.augment.with_intensity()
     cfg = train_config_from_args(args)
     with ctrl_c_cancels(CancelToken()) as token:
         res = train_wscnn(args.data, args.out, opts, cfg, callback=TrainBar(args.quiet), cancel=token,
@@ -167,6 +170,11 @@ def add_parser(sub, train_sub) -> None:
                    help="max-pool right after each pooled convolution, then BN + ReLU (~24%% faster CPU "
                    "training, the same function where BN scales are positive); default: yes, except "
                    "with --recipe paper (conv -> BN -> ReLU -> pool)")
+    p.add_argument("--scale", choices=["none", "percentile"], default="none",
+                   help="percentile: each image's channels scaled by their own 1st..99.8th percentile before the "
+                   "stored statistics (brightness of other plates does not count); none (default): the paper")
+    p.add_argument("--intensity-augment", action=argparse.BooleanOptionalAction, default=False,
+                   help="vary gain, offset, gamma, saturation, blur and noise while training")
     p.add_argument("--no-augment", action="store_true")
     p.set_defaults(func=cmd_train_wscnn)
 

@@ -40,10 +40,10 @@ class DeepYeastOptions:
     val_split: str | None = "position"             # used without val_dir: 'position' | 'random' | None
     val_fraction: float = 0.15
     clip_percentiles: tuple[float, float] | None = None
-    augment: AugmentConfig = field(default_factory=AugmentConfig.deepyeast)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig.deepyeast().with_intensity())
     input_size: int = 64
     width: float = 1.0                             # < 1 shrinks every layer (tests, demos); 1 = paper
-    crop_scale: str | None = None                  # None (paper) | 'percentile': each crop's channels scaled
+    crop_scale: str | None = "percentile"          # 'percentile': each crop's channels scaled | None (paper)
     scale_percentiles: tuple[float, float] = (1.0, 99.8)  # ... from these percentiles to 0..1 (model-stored)
     channel_names: list[str] | None = None         # what each channel is ("H2B", "tubulin"), kept in the model
     smooth: float = 0.0                            # Gaussian sigma (px) on each crop before scaling (model-stored)
