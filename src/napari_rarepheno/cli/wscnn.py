@@ -34,6 +34,10 @@ def _range(text: str) -> tuple[int, int]:
     return int(a), int(b or a)
 
 
+def _mode(localisation: str) -> str:
+    return "cam" if localisation == "cam" else "map"
+
+
 def cmd_simulate(args) -> int:
     cfg = SimConfig(n_per_class=args.n_per_class, rare_fraction=args.rare_fraction, seed=args.seed)
     summary = simulate(Path(args.data), cfg, overwrite=args.overwrite)
@@ -91,7 +95,7 @@ def cmd_evaluate(args) -> int:
 
         res = evaluate_wscnn(args.model, args.test, device=args.device, callback=count_bar("evaluating", args.quiet),
                              channels=parse_channels(args.channels), saliency_config=saliency_config_from_args(args),
-                             channel_files=tokens(args.channel_files))
+                             channel_files=tokens(args.channel_files), saliency_mode=_mode(args.localisation))
         if not args.per_image:
             for k in ("probabilities", "images", "labels"):
                 res.pop(k, None)
@@ -115,6 +119,7 @@ def cmd_predict(args) -> int:
                             tile=args.tile, overwrite=args.overwrite, resume=args.resume,
                             saliency_config=saliency_config_from_args(args),
                             channels=parse_channels(args.channels), channel_files=tokens(args.channel_files),
+                            saliency_mode=_mode(args.localisation), precision=args.precision,
                             callback=count_bar("predicting", args.quiet))
     else:
         from ..core.deepyeast.predict_files import (
@@ -185,6 +190,9 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--device", default="auto")
     p.add_argument("--per-image", action="store_true", help="include per-image probabilities")
+    p.add_argument("--localisation", choices=["gradient", "cam"], default="gradient",
+                   help="WSCNN: gradient saliency (the paper's, default) or the class maps' positive evidence "
+                   "(forward only)")
     p.add_argument("--quiet", action="store_true")
     add_channel_args(p)
     add_segmentation_args(p)
@@ -198,6 +206,11 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--tile", type=int, default=None, help="tile size for big fields (px)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true", help="skip images already in predictions.csv")
+    p.add_argument("--localisation", choices=["gradient", "cam"], default="cam",
+                   help="WSCNN: the class maps' positive evidence, upsampled (default: forward only, ~half the "
+                   "work) or gradient saliency (the paper's)")
+    p.add_argument("--precision", default="auto", help="auto (bf16 where the CPU or GPU computes it in hardware), "
+                   "fp32 or bf16")
     p.add_argument("--quiet", action="store_true")
     add_channel_args(p)
     add_segmentation_args(p)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..device import as_device
+from ..device import as_device, resolve_precision
 from ..errors import CHOOSE_CHANNELS, InputError
 from ..inputs.normalize import Normalization
 from ..io.images import to_float
@@ -155,8 +155,14 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
                   overlap: int | None = None, device: str | torch.device = "cpu", saliency_mode: str = "map",
                   target: int | None = None, norm: Normalization | None = None, path=None,
                   callback: ProgressCallback = None, cancel: CancelToken | None = None,
-                  border: bool = True) -> WSCNNPrediction:
+                  border: bool = True, precision: str = "fp32") -> WSCNNPrediction:
     """Probabilities, aligned class maps and saliency of one (C, H, W) image.
+
+    ``saliency_mode``: 'map' (gradient saliency of the class map's positive evidence: one
+    backward pass; the paper's localisation), 'max', or 'cam' (the positive evidence of the
+    class maps themselves, forward only: about half the work, the fast interactive default).
+    ``precision``: 'fp32' (default: float32 exactly), 'auto' or 'bf16' (bf16 autocast where
+    the device computes it in hardware: ~2x faster on such CPUs, ~1e-2 relative deviation).
 
     ``tile`` (px): process overlapping tiles of about this size (None: the whole image at
     once); ``overlap`` defaults to the smallest exact overlap plus one stride (80 px for the
@@ -178,7 +184,7 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
         # exact tiles (head='max' only), streamed: the one tiled path (scaling and border included)
         lazy = predict_wscnn_lazy(loaded, img, tile=int(tile), overlap=overlap, saliency=saliency, device=dev,
                                   saliency_mode=saliency_mode, target=t, norm=nrm, callback=callback,
-                                  cancel=cancel, border=border)
+                                  cancel=cancel, border=border, precision=precision)
         probs = lazy.probabilities
         cams = upsample_maps(torch.from_numpy(lazy.class_maps)[None], img.shape[1:], lazy.offset, lazy.stride)
         return WSCNNPrediction(probs, cams[0].numpy().astype(np.float32), lazy.saliency, names, lazy.n_tiles)
@@ -189,15 +195,17 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     if getattr(model.config, "head", "max") == "fc" and tuple(size) != (H, W):
         raise InputError(f"this model (head='fc') only takes {size[0]}x{size[1]} px images, got {H}x{W}", path)
     x = _to_input(img[None], nrm, dev)
-    if saliency and saliency_mode != "cam":
-        maps, s = maps_and_saliency(net, x, t, saliency_mode)
-        sal = s[0].cpu().numpy().astype(np.float32)
-    else:
+    amp = resolve_precision(precision, dev)
+    with torch.autocast(dev.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        if saliency and saliency_mode != "cam":
+            maps, s = maps_and_saliency(net, x, t, saliency_mode)
+            sal = s[0].float().cpu().numpy().astype(np.float32)
+        else:
+            with eval_mode(net), torch.no_grad():
+                maps = net.class_maps(x).float()
+            sal = None
         with eval_mode(net), torch.no_grad():
-            maps = net.class_maps(x).float()
-        sal = None
-    with eval_mode(net), torch.no_grad():
-        logits = net.pool(maps).float()
+            logits = net.pool(maps).float()
     if callback is not None:
         callback(Progress(stage="item", batch=1, n_batches=1, message="whole image"))
     probs = torch.softmax(logits.float(), 1)[0].cpu().numpy().astype(np.float32)

@@ -28,7 +28,7 @@ from ..progress import ProgressCallback, report_items
 def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, device: str = "auto",
                    localization: bool = True, saliency_config=None, batch_size: int = 16,
                    callback: ProgressCallback = None, channels: Sequence[int] | None = None,
-                   channel_files: Sequence[str] | None = None) -> dict:
+                   channel_files: Sequence[str] | None = None, saliency_mode: str = "map") -> dict:
     """Accuracy/precision/recall on a split folder; with ``objects.csv`` also the paper's
     localisation metric on the positive images (``localization_*``: a box counts when the mask
     covers >= 90% of it) and a detection score (``detection_*``: a box counts when a detected
@@ -63,7 +63,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
         if len(rest):
             p[rest] = saliency_batch(lm, data.images[sl][rest], device=dev, saliency=False, norm=norm)[0]
         if len(pos):
-            p[pos], sal = saliency_batch(lm, data.images[sl][pos], device=dev, norm=norm)
+            p[pos], sal = saliency_batch(lm, data.images[sl][pos], device=dev, norm=norm, mode=saliency_mode)
         probs.append(p)
         for j, k in enumerate(pos):
             i = sl.start + int(k)
@@ -80,6 +80,7 @@ def evaluate_wscnn(model: str | Path | LoadedModel, split_dir: str | Path, *, de
         out.update(localization_metrics(counts))
         out.update(localization_metrics(hits, prefix="detection"))  # a detected peak inside the box
         out["segmentation"] = asdict(scfg)  # the settings behind these numbers
+        out["saliency_mode"] = saliency_mode
     out["probabilities"] = probs[:, 1].tolist()
     out["images"] = [data.relpath(i) for i in range(len(data))]
     out["labels"] = data.labels.tolist()

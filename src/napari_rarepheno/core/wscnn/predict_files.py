@@ -126,6 +126,7 @@ def _tile_for(lm, img: np.ndarray, tile: int | None, path: Path) -> int | None:
 def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str = "auto", tile: int | None = None,
                         overwrite: bool = False, resume: bool = False, saliency_config=None,
                         channels: Sequence[int] | None = None, channel_files: Sequence[str] | None = None,
+                        saliency_mode: str = "map", precision: str = "fp32",
                         callback: ProgressCallback = None, cancel: CancelToken | None = None) -> Path:
     """Predict every image of ``inputs`` (files or folders) into ``out``.
 
@@ -133,7 +134,8 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
     stored selection is applied when a file has more channels than the model.
     ``channel_files``: images stored one file per channel, named by these substrings or
     regexes in the model's channel order (``--channel-files _Crfp,_Cgfp``); by default the
-    patterns the model was trained with, if any."""
+    patterns the model was trained with, if any. ``saliency_mode`` / ``precision``: as
+    :func:`core.inference.predict.predict_wscnn` ('cam' and 'auto': the fast path)."""
     from ..device import resolve_device  # deferred: loads torch
     from ..inference.predict import predict_wscnn  # deferred: loads torch
     from ..io.modelfile import as_loaded  # deferred: loads torch
@@ -183,7 +185,7 @@ def predict_wscnn_files(model, inputs: Sequence[Path], out: Path, *, device: str
                 constant.append(f.name)
             try:
                 pred = predict_wscnn(lm, img, saliency=True, tile=_tile_for(lm, img, tile, f), device=dev,
-                                     path=f, cancel=cancel)
+                                     path=f, cancel=cancel, saliency_mode=saliency_mode, precision=precision)
             except Cancelled:  # stopped inside a tiled image: keep what is finished
                 break
             except (MemoryError, RuntimeError) as e:
