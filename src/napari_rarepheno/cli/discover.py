@@ -1,4 +1,5 @@
-"""``rarepheno rank | mislabels | apply-decisions | undo-decisions | gallery | name-cluster | retrain``."""
+"""``rarepheno rank | mislabels | apply-decisions | undo-decisions | gallery | name-cluster | retrain |
+similar | suggest``."""
 from __future__ import annotations
 
 import sys
@@ -6,9 +7,12 @@ from pathlib import Path
 
 from ..core.discover.decisions import apply_decisions, plan_rows, undo
 from ..core.discover.retraining import retrain
+from ..core.discover.similar import FEATURES, more_like_this
+from ..core.discover.suggest import suggest_labels
 from ..core.inference.segment import SaliencyConfig
+from ..core.io.folders import parse_channels
 from ..core.progress import CancelToken
-from .common import TrainBar, count_bar, ctrl_c_cancels, fail, tokens
+from .common import TrainBar, count_bar, ctrl_c_cancels, fail, refuse_overwrite, tokens
 
 
 def _print_rows(rows: list[dict], columns: list[str], n: int) -> None:
@@ -128,6 +132,49 @@ def cmd_retrain(args) -> int:
     return 130 if res.cancelled else 0
 
 
+def _model_arg(model: str):
+    """MODEL as the engine takes it: 'features' (no network yet: hand-made features) or a file."""
+    return None if model == FEATURES else model
+
+
+def cmd_similar(args) -> int:
+    refuse_overwrite(Path(args.out), args.overwrite)
+    with ctrl_c_cancels(CancelToken()) as token:
+        rows = more_like_this(_model_arg(args.model), args.query, args.folder, top=args.top, out=args.out,
+                              channel_files=tokens(args.channel_files), channels=parse_channels(args.channels),
+                              cache_dir=args.cache, batch_size=args.batch_size, device=args.device,
+                              callback=count_bar("embedding", args.quiet), cancel=token)
+    if not args.quiet:
+        _print_rows(rows, ["rank", "image", "label", "distance"], args.show)
+    print(f"wrote {args.out} ({len(rows)} nearest cell(s) of {args.folder})", file=sys.stderr)
+    return 0
+
+
+def cmd_suggest(args) -> int:
+    refuse_overwrite(Path(args.out), args.overwrite)
+    with ctrl_c_cancels(CancelToken()) as token:
+        rows = suggest_labels(_model_arg(args.model), args.folder, args.n, labeled=args.labeled, out=args.out,
+                              how=args.uncertainty, diversity=args.diversity,
+                              channel_files=tokens(args.channel_files), channels=parse_channels(args.channels),
+                              cache_dir=args.cache, batch_size=args.batch_size, device=args.device,
+                              callback=count_bar("embedding", args.quiet), cancel=token)
+    if not args.quiet:
+        _print_rows(rows, ["rank", "image", "predicted", "uncertainty", "novelty"], args.show)
+    print(f"wrote {args.out}: {len(rows)} image(s) to label next", file=sys.stderr)
+    return 0
+
+
+def _pool_args(p) -> None:
+    p.add_argument("--channels", default=None, help="channels of the files (default: the model's; with MODEL "
+                   "'features': every channel), e.g. 0,1")
+    p.add_argument("--channel-files", default=None, help="images stored one file per channel: substrings or "
+                   "regexes naming each channel's file, e.g. _Crfp,_Cgfp (default: one file per image)")
+    p.add_argument("--cache", default=None, help="index cache folder (default: $RAREPHENO_CACHE/similar or "
+                   "~/.cache/napari-rarepheno/similar)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--show", type=int, default=10, help="rows to print")
+
+
 def _tta(p) -> None:
     p.add_argument("--tta", action="store_true", help="average over flips and quarter turns (8x slower, steadier)")
 
@@ -216,3 +263,29 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--from-scratch", action="store_true", help="do not start from the model's weights")
     _common(p, batch=None, batch_help="training batch size (default: the recipe's)")
     p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("similar", help="more like this: the cells of a folder nearest to one query cell")
+    p.add_argument("model", help="DeepYeast or WSCNN model file, or 'features' (hand-made features, no network)")
+    p.add_argument("query", help="the query crop (an image file; with --channel-files one of its channel files)")
+    p.add_argument("folder", help="the pool: crops below it, recursively (class subfolders are one pool)")
+    p.add_argument("--top", type=int, default=20, help="how many nearest cells (the query itself, if in the "
+                   "folder, is the first)")
+    p.add_argument("--out", required=True, help="CSV to write: rank, image, distance (cosine), nearest first")
+    _pool_args(p)
+    _common(p, batch=64, batch_help="crops embedded at once (memory)")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("suggest", help="what to label next: uncertain cells, spread over the embedding")
+    p.add_argument("model", help="DeepYeast or WSCNN model file, or 'features' (no network: diversity alone)")
+    p.add_argument("folder", help="the unlabeled pool: crops below it, recursively")
+    p.add_argument("--n", type=int, default=20, help="how many to suggest")
+    p.add_argument("--out", required=True, help="CSV to write: rank, image, predicted, uncertainty, margin, "
+                   "entropy, novelty")
+    p.add_argument("--labeled", default=None, help="class folders of the cells labeled so far (suggestions "
+                   "keep away from them)")
+    p.add_argument("--uncertainty", choices=["margin", "entropy"], default="margin")
+    p.add_argument("--diversity", choices=["kcenter", "none"], default="kcenter",
+                   help="kcenter: spread the picks over the embedding; none: most uncertain first")
+    _pool_args(p)
+    _common(p, batch=64, batch_help="crops embedded at once (memory)")
+    p.set_defaults(func=cmd_suggest)
