@@ -52,31 +52,69 @@ def geometry_of(layer) -> dict:
 
 # ------------------------------------------------------------------- WSCNN
 def saliency_layer(saliency: np.ndarray, source: str, *, geometry: dict | None = None,
-                   probability: float | None = None, colormap: str = "inferno") -> LayerDataTuple:
-    """Float saliency shown over the image: additive blending, transparent where zero."""
+                   probability: float | None = None, colormap: str = "inferno",
+                   contrast_limits: tuple[float, float] | None = None) -> LayerDataTuple:
+    """Float saliency shown over the image: additive blending, transparent where zero;
+    contrast up to its 99.9th percentile unless ``contrast_limits`` are given."""
     sal = np.asarray(saliency, np.float32)
-    hi = float(np.percentile(sal, 99.9)) if sal.size else 1.0
-    hi = hi if hi > 0 else (float(sal.max()) or 1.0)
+    if contrast_limits is None:
+        hi = float(np.percentile(sal, 99.9)) if sal.size else 1.0
+        hi = hi if hi > 0 else (float(sal.max()) or 1.0)
+        contrast_limits = (0.0, hi)
     kw = {"name": f"{source} saliency", "colormap": colormap, "blending": "additive", "opacity": 0.8,
-          "contrast_limits": (0.0, hi),
+          "contrast_limits": tuple(float(v) for v in contrast_limits),
           "metadata": result_meta("saliency", source, probability=probability)}
     kw.update(geometry or {})
     return sal, kw, "image"
 
 
-def detection_features(det) -> dict[str, np.ndarray]:
-    """Per-object table of a :class:`~.core.inference.segment.Detections`: index (= label), y, x, score, area."""
+def detection_features(det, evidence: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-object table of a :class:`~.core.inference.segment.Detections`: index (= label), y, x,
+    score, area, and ``evidence`` (one value per object, e.g. :func:`object_evidence`) when given."""
     n = len(det.scores)
     labels = np.arange(1, n + 1, dtype=np.int32)
     areas = np.asarray(getattr(det, "areas", np.bincount(det.labels.ravel(), minlength=n + 1)[1:]))
     peaks = np.asarray(det.peaks, np.float64).reshape(-1, 2)
-    return {"index": labels, "y": peaks[:, 0], "x": peaks[:, 1],
-            "score": np.asarray(det.scores, np.float64), "area": areas[:n].astype(np.int64)}
+    out = {"index": labels, "y": peaks[:, 0], "x": peaks[:, 1],
+           "score": np.asarray(det.scores, np.float64), "area": areas[:n].astype(np.int64)}
+    if evidence is not None:
+        out["evidence"] = np.round(np.asarray(evidence, np.float64).reshape(-1)[:n], 4)
+    return out
 
 
-def objects_layer(det, source: str, *, geometry: dict | None = None) -> LayerDataTuple:
-    """Labels of the detected objects, features (index, y, x, score, area)."""
-    kw = {"name": f"{source} objects", "features": detection_features(det), "opacity": 0.9, "contour": 2,
+def object_evidence(labels: np.ndarray, evidence_map: np.ndarray, n: int) -> np.ndarray:
+    """The highest value of ``evidence_map`` inside each of the labels 1..n (numpy only)."""
+    if n == 0:
+        return np.zeros(0, np.float64)
+    lab = np.asarray(labels).ravel()
+    ev = np.asarray(evidence_map, np.float64).ravel()
+    inside = lab > 0
+    out = np.full(n + 1, -np.inf)
+    np.maximum.at(out, lab[inside], ev[inside])
+    out = out[1:]
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+#: object outlines: one colour that stands out on the inferno saliency and on grey images
+OUTLINE_COLOR = "#00e5ff"
+
+
+def outline_colormap(color: str = OUTLINE_COLOR):
+    """Every label in ``color`` (background transparent): no per-label colour table to build."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: color, 0: "transparent"})
+
+
+def objects_layer(det, source: str, *, geometry: dict | None = None, evidence: np.ndarray | None = None,
+                  features=None) -> LayerDataTuple:
+    """Labels of the detected objects drawn as outlines in one contrasting colour; features
+    (index, y, x, score, area[, evidence]) as a DataFrame (built here: call it in a worker)."""
+    import pandas as pd
+
+    feats = features if features is not None else pd.DataFrame(detection_features(det, evidence))
+    kw = {"name": f"{source} objects", "features": feats, "opacity": 1.0, "contour": 2,
+          "colormap": outline_colormap(),
           "metadata": result_meta("objects", source, threshold=float(getattr(det, "threshold", np.nan)))}
     kw.update(geometry or {})
     return np.asarray(det.labels, np.int32), kw, "labels"
@@ -111,13 +149,17 @@ def class_colormap(class_of_label: dict[int, int]):
 def cells_layer(labels: np.ndarray, table: dict[str, Sequence], class_names: Sequence[str], source: str, *,
                 geometry: dict | None = None, class_column: str = "class") -> LayerDataTuple:
     """Cell labels coloured by predicted class; ``table`` holds one row per cell with an
-    ``id`` (label value) and a ``class`` column (name); extra columns pass through."""
+    ``id`` (label value) and a ``class`` column (name); extra columns pass through. The
+    features DataFrame and the colour table are built here (call it in a worker)."""
+    import pandas as pd
+
     feats = {k: np.asarray(v) for k, v in table.items()}
     ids = np.asarray(feats.get("id", feats.get("index", [])), dtype=np.int64)
     feats = {"index": ids, **{k: v for k, v in feats.items() if k != "index"}}
     names = list(class_names)
-    cls = [names.index(c) if c in names else 0 for c in np.asarray(feats.get(class_column, []), dtype=object)]
-    kw = {"name": f"{source} cells", "features": feats, "opacity": 1.0, "contour": 2,
+    lookup = {c: i for i, c in enumerate(names)}
+    cls = [lookup.get(c, 0) for c in np.asarray(feats.get(class_column, []), dtype=object).tolist()]
+    kw = {"name": f"{source} cells", "features": pd.DataFrame(feats), "opacity": 1.0, "contour": 2,
           "colormap": class_colormap(dict(zip(ids.tolist(), cls))),
           "metadata": result_meta("cells", source, class_names=names)}
     kw.update(geometry or {})
@@ -149,29 +191,118 @@ def layer_type(layer) -> str:
     return layer.__class__.__name__.lower()
 
 
+def _same(a, b) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, float), np.asarray(b, float)))
+    except (TypeError, ValueError):
+        return a is b
+
+
 def add_or_update(viewer, ldt: LayerDataTuple):
     """Add the layer, or update the existing layer of that name in place (keeps the
-    user's visibility, opacity and position in the layer list)."""
+    user's visibility, opacity and position in the layer list); returns the layer.
+
+    napari re-slices a visible layer (labels: colours and outlines of the whole plane)
+    on every property set; here the layer is hidden while its data and properties are
+    set, so it is sliced once, when shown again."""
+    layer, later = add_or_update_hidden(viewer, ldt)
+    if later:
+        layer.visible = True
+    return layer
+
+
+def _same_colormap(a, b) -> bool:
+    try:
+        if isinstance(b, str):
+            return getattr(a, "name", None) == b
+        return type(a) is type(b) and a == b
+    except Exception:  # noqa: BLE001 - incomparable: set it
+        return False
+
+
+def _changed(layer, key: str, value) -> bool:
+    if key == "colormap":
+        return not _same_colormap(layer.colormap, value)
+    return not _same(getattr(layer, key), value)
+
+
+def _restyled(layer, kw: dict, after: dict) -> bool:
+    """Anything besides the data changes that makes napari slice the layer again."""
+    return any(key in kw and _changed(layer, key, kw[key]) for key in ("colormap", "scale", "translate",
+                                                                          "contrast_limits")) \
+        or any(getattr(layer, key, None) != value for key, value in after.items())
+
+
+def _update(layer, data, kw: dict, after: dict, ltype: str) -> None:
+    for key in ("colormap", "scale", "translate"):
+        if key in kw and _changed(layer, key, kw[key]):
+            setattr(layer, key, kw[key])
+    layer.data = data
+    for key in ("features", "metadata"):
+        if key in kw:
+            setattr(layer, key, kw[key])
+    if "contrast_limits" in kw and _changed(layer, "contrast_limits", kw["contrast_limits"]):
+        layer.contrast_limits = kw["contrast_limits"]
+    if ltype == "points" and "face_color" in kw and len(data):
+        if "face_colormap" in kw:
+            layer.face_colormap = kw["face_colormap"]
+        layer.face_color = kw["face_color"]
+    for key, value in after.items():
+        if getattr(layer, key, None) != value:
+            setattr(layer, key, value)
+
+
+def build_layer(ldt: LayerDataTuple) -> tuple[Any, bool]:
+    """A hidden napari layer object from a layer data tuple, and whether it should be
+    shown: ``(layer, visible)``. napari's layer constructors are plain Python and numpy
+    (features table, colour tables, no Qt), so a worker builds the layers a result adds;
+    the GUI thread only appends them (:func:`add_or_update_hidden` with ``built``)."""
+    import napari.layers as nl
+
     data, kw, ltype = ldt
     kw = dict(kw)
     after = {k: kw.pop(k) for k in _AFTER if k in kw}
+    visible = bool(kw.pop("visible", True))
+    cls = {"image": nl.Image, "labels": nl.Labels, "points": nl.Points, "shapes": nl.Shapes}[ltype]
+    layer = cls(data, visible=False, **kw)
+    for key, value in after.items():
+        setattr(layer, key, value)
+    return layer, visible
+
+
+def add_or_update_hidden(viewer, ldt: LayerDataTuple, built: tuple[Any, bool] | None = None) -> tuple[Any, bool]:
+    """:func:`add_or_update` that leaves the layer hidden: ``(layer, show)``, where ``show``
+    says whether the caller should set ``layer.visible = True`` (in a later event-loop
+    turn, so adding a layer and slicing it do not block the viewer in one go). A layer the
+    user has hidden stays hidden. ``built``: :func:`build_layer`'s result for ``ldt``
+    (made in a worker), appended when no layer of that name exists yet."""
+    data, kw, ltype = ldt
+    kw = dict(kw)
+    after = {k: kw.pop(k) for k in _AFTER if k in kw}
+    want_visible = bool(kw.pop("visible", True))
     name = kw.get("name")
     if name in viewer.layers and layer_type(viewer.layers[name]) == ltype:
         layer = viewer.layers[name]
-        layer.data = data
-        for key in ("features", "metadata", "colormap", "contrast_limits", "scale", "translate"):
-            if key in kw:
-                setattr(layer, key, kw[key])
-        if ltype == "points" and "face_color" in kw and len(data):
-            if "face_colormap" in kw:
-                layer.face_colormap = kw["face_colormap"]
-            layer.face_color = kw["face_color"]
-        layer.refresh()
-    else:
-        layer = getattr(viewer, f"add_{ltype}")(data, **kw)
-        for key, value in after.items():
-            setattr(layer, key, value)
-    return layer
+        # hidden while more than the data changes (each change would slice the plane); not
+        # points (sliced cheaply, and napari keeps a hidden points layer's last slice:
+        # changing their number while hidden breaks its view)
+        hide = bool(layer.visible) and ltype in ("labels", "image") and _restyled(layer, kw, after)
+        if hide:
+            layer.visible = False
+        try:
+            _update(layer, data, kw, after, ltype)
+        except BaseException:
+            if hide:
+                layer.visible = True
+            raise
+        return layer, hide
+    if built is not None and layer_type(built[0]) == ltype and built[0].name == name:
+        viewer.layers.append(built[0])
+        return viewer.layers[name], built[1]
+    layer = getattr(viewer, f"add_{ltype}")(data, visible=False, **kw)
+    for key, value in after.items():
+        setattr(layer, key, value)
+    return layer, want_visible
 
 
 def channel_count(layer) -> int:

@@ -61,6 +61,8 @@ class Job:
         self._state = JobState.IDLE
         self.worker: _workers.EngineWorker | None = None
         self.error = ""
+        self._holds = 0
+        self._ended = False  # the worker finished while held
 
     @property
     def state(self) -> JobState:
@@ -82,6 +84,7 @@ class Job:
         if self.busy:
             return None
         self.error = ""
+        self._holds, self._ended = 0, False
         self._set(JobState.RUNNING)
 
         def failed(exc: BaseException) -> None:
@@ -108,7 +111,23 @@ class Job:
         self._set(JobState.STOPPING)
         return True
 
+    def hold(self) -> None:
+        """Keep the job running after its worker ends, until :meth:`release`: the result
+        handler calls it when it shows the result in steps (:class:`._steps.GuiSteps`), so
+        DONE still means "the result is shown"."""
+        self._holds += 1
+
+    def release(self) -> None:
+        """The held result is shown: enter the end state if the worker has ended."""
+        self._holds = max(0, self._holds - 1)
+        if not self._holds and self._ended:
+            self._finished()
+
     def _finished(self) -> None:
+        if self._holds:
+            self._ended = True
+            return
+        self._ended = False
         self.worker = None
         if self.error:
             self._set(JobState.FAILED)
