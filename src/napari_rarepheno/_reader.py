@@ -1,10 +1,19 @@
 """npe2 reader: open napari-rarepheno results (a results folder or single result files).
 
 * a folder with ``predictions.csv`` (``rarepheno predict`` or the docks' "Export all"):
-  each listed image (when it still exists) with its saliency, object mask and peaks;
+  each listed image (when it still exists) with its saliency, object mask and peaks; a
+  folder without it but with result TIFFs (e.g. DeepYeast's export: ``*_cells.tif``):
+  every result found;
 * ``X_saliency.tif`` -> saliency image (additive, over the image);
 * ``X_mask.tif`` / ``X_cells.tif`` -> labels, with ``X_objects.csv`` / ``X_cells.csv``
   as ``features`` when present.
+
+napari offers every reader that accepts folders for a folder (its own reads any folder as
+an image stack: a plain grey image), and npe2 does not match ``filename_patterns`` against
+folders; napari then uses the reader remembered for that folder (Preferences > Plugins,
+``extension2reader``, keyed by the folder's path). :func:`claim_folder` remembers this
+plugin for a folder the docks wrote, so File > Open (``viewer.open(folder)``) shows its
+results.
 """
 from __future__ import annotations
 
@@ -17,6 +26,9 @@ from ._layers import result_meta, safe_name, saliency_layer
 from .core.io.images import read_image
 
 MAX_IMAGES = 50
+PLUGIN = "napari-rarepheno"
+#: result files that make a folder ours
+RESULT_SUFFIXES = ("_saliency.tif", "_mask.tif", "_cells.tif")
 
 
 def _stem(p: Path, suffix: str) -> str:
@@ -30,12 +42,47 @@ def get_reader(path):
         path = path[0]
     p = Path(path)
     if p.is_dir():
-        return read_folder if (p / "predictions.csv").exists() or any(p.glob("*_saliency.tif")) else None
+        return read_folder if is_results_folder(p) else None
     if p.name.endswith("predictions.csv") and p.exists():
         return lambda path: read_folder(Path(path).parent)
     if p.name.endswith(("_saliency.tif", "_mask.tif", "_cells.tif")) and p.exists():
         return read_file
     return None
+
+
+def is_results_folder(folder: Path) -> bool:
+    """A folder of napari-rarepheno results (predictions.csv or result TIFFs)."""
+    folder = Path(folder)
+    return (folder / "predictions.csv").exists() or any(
+        any(folder.glob(f"*{suffix}")) for suffix in RESULT_SUFFIXES)
+
+
+def claim_folder(folder, max_folders: int = 200) -> bool:
+    """Make napari open ``folder`` with this plugin's reader (File > Open, ``viewer.open``):
+    the per-folder reader preference napari's own "remember this choice" writes. Folders
+    that no longer exist are forgotten (and at most ``max_folders`` of ours are kept).
+    Returns whether the preference is set; never raises (a missing preference only means
+    napari asks which reader to use)."""
+    import os
+
+    try:
+        from napari.settings import get_settings
+
+        key = os.path.realpath(str(folder))
+        key = key if key.endswith(os.sep) else key + os.sep
+        prefs = dict(get_settings().plugins.extension2reader)
+        ours = [k for k, v in prefs.items() if v == PLUGIN and k.endswith(os.sep) and k != key]
+        for k in ours:
+            if not os.path.isdir(k):
+                prefs.pop(k)
+        ours = [k for k in ours if k in prefs]
+        for k in ours[: max(0, len(ours) - max_folders + 1)]:
+            prefs.pop(k)
+        prefs[key] = PLUGIN
+        get_settings().plugins.extension2reader = prefs
+        return True
+    except Exception:  # noqa: BLE001 - settings unavailable (no napari, read-only config)
+        return False
 
 
 def _read_csv(path: Path) -> dict[str, list] | None:
@@ -97,7 +144,7 @@ def read_folder(path) -> list[tuple]:
         with open(folder / "predictions.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
     names = [r.get("name") or Path(r.get("image", "")).stem for r in rows] if rows else \
-        sorted(_stem(p, "_saliency.tif") for p in folder.glob("*_saliency.tif"))
+        sorted({_stem(p, suffix) for suffix in RESULT_SUFFIXES for p in folder.glob(f"*{suffix}")})
     for i, name in enumerate(names[:MAX_IMAGES]):
         img_path = Path(rows[i]["image"]) if rows and rows[i].get("image") else None
         if img_path is not None and img_path.exists():
@@ -110,7 +157,7 @@ def read_folder(path) -> list[tuple]:
                                "image"))
             else:
                 layers.append((img[0], kw, "image"))
-        for suffix in ("_saliency.tif", "_mask.tif", "_cells.tif"):
+        for suffix in RESULT_SUFFIXES:
             for stem in dict.fromkeys((name, safe_name(name))):  # "Export all" writes safe stems
                 f = folder / f"{stem}{suffix}"
                 if f.exists():

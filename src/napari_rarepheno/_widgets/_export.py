@@ -10,7 +10,8 @@ cells           ``<image>_cells.tif`` uint16     ``<image>_cells.csv``
 ==============  =============================  ==================================
 
 plus any extra tables a dock passes (``predictions.csv``, ``posterior.csv``...).
-Existing files are only replaced after the user confirms.
+Existing files are only replaced after the user confirms. napari then opens the folder with
+the plugin's reader (File > Open: :func:`.._reader.claim_folder`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import _reader
 from .._layers import role_of, safe_name
 from ..core.io.images import write_tiff
 
@@ -94,6 +96,7 @@ def export_all(parent, layers, folder: Path, tables: dict[str, object] | None = 
     Path(folder).mkdir(parents=True, exist_ok=True)
     for p, write in plan:
         write(p)
+    _reader.claim_folder(folder)  # File > Open on this folder: the plugin's reader, not a grey stack
     return paths
 
 
