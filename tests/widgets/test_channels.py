@@ -121,7 +121,8 @@ def test_infer_a_field_stored_one_tiff_per_channel(infer_2ch, qtbot, mitosis_fie
     name = "tubulin_P0040_T00001_Z1_S1"
     sal = viewer.layers[f"{name} saliency"]
     assert sal.data.shape == (1040, 1392) and f"{name} objects" in viewer.layers
-    assert list(panel.images.columns) == ["image", "p_positive", "called", "objects", "brightness", "size_ratio"]
+    assert list(panel.images.columns) == ["image", "p_positive", "called", "objects", "segmented", "brightness",
+                                          "size_ratio"]
     row = dict(zip(panel.images.columns, panel.images.rows[0]))
     assert row["image"] == name and abs(row["brightness"] - 1) < 0.1 and abs(row["size_ratio"] - 1) < 0.1
     assert not panel.shift_note.messages and not panel.shift_note.visible and not warned  # like its training
@@ -138,6 +139,56 @@ def test_infer_a_field_stored_one_tiff_per_channel(infer_2ch, qtbot, mitosis_fie
     assert panel.images.column("brightness")[0] > 1.8
     panel.images.sort_by("brightness", descending=True)
     assert panel.images.sort_key == ("brightness", True)
+
+
+def test_localisation_fast_by_default_gradient_on_request_progress_per_tile(infer_2ch, qtbot, mitosis_field,
+                                                                             monkeypatch):
+    """Infer localises with the class maps (forward only) unless gradient saliency is asked for;
+    a tiled field reports its progress tile by tile; the GUI thread does no segmentation."""
+    import threading
+
+    from napari_rarepheno._widgets import wscnn_results
+    from napari_rarepheno.core.inference import predict
+
+    viewer, dock = infer_2ch
+    panel = dock.infer
+    add_field(viewer, mitosis_field)
+    assert panel.localisation.value == "class maps (fast)" and panel.saliency_mode() == "cam"
+    calls, segmented_in = [], []
+    real_predict, real_prepare = predict.predict_wscnn, wscnn_results.prepare_segmentation
+    monkeypatch.setattr(predict, "predict_wscnn",
+                        lambda *a, **kw: calls.append(kw) or real_predict(*a, **kw))
+    monkeypatch.setattr(wscnn_results, "prepare_segmentation",
+                        lambda *a, **kw: segmented_in.append(threading.current_thread()) or real_prepare(*a, **kw))
+    monkeypatch.setattr("napari_rarepheno._widgets.wscnn_infer.prepare_segmentation",
+                        wscnn_results.prepare_segmentation)
+    shown = []
+    real_update = panel.progress.update
+    monkeypatch.setattr(panel.progress, "update", lambda p: shown.append(p) or real_update(p))
+
+    def run():
+        panel.run_btn.native.click()
+        qtbot.waitUntil(lambda: panel.worker is None, timeout=120_000)
+        assert panel.state.value == "done", panel.job.error
+
+    run()
+    assert calls[-1]["saliency_mode"] == "cam" and calls[-1]["tile"] is None
+    assert segmented_in and threading.main_thread() not in segmented_in
+    name = "tubulin_P0040_T00001_Z1_S1"
+    fast = viewer.layers[f"{name} saliency"].data.copy()
+
+    panel.localisation.value = "gradient saliency (precise)"
+    panel.tile.value = 512
+    shown.clear()
+    run()
+    assert calls[-1]["saliency_mode"] == "map" and calls[-1]["tile"] == 512
+    tiles = [p for p in shown if "tile" in p.message]
+    n = tiles[-1].n_batches
+    assert n > 1 and [p.batch for p in tiles] == list(range(1, n + 1))
+    assert all(0 < p.fraction <= 1 for p in tiles) and tiles[-1].fraction == 1
+    assert "tile" in panel.progress.bar.format() or panel.progress.bar.format().startswith("done")
+    precise = viewer.layers[f"{name} saliency"].data
+    assert precise.shape == fast.shape and not np.allclose(precise, fast)
 
 
 def test_the_rows_follow_the_model(infer_2ch, qtbot, wscnn_model, mitosis_field):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import threading
 
 import numpy as np
@@ -74,13 +75,17 @@ def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
     objects = viewer.layers["cells objects"]
     peaks = viewer.layers["cells peaks"]
     f = objects.features
-    assert list(f.columns) == ["index", "y", "x", "score", "area"]
+    assert list(f.columns) == ["index", "y", "x", "score", "area", "evidence"]
     n = len(f)
     assert n >= 1 and set(np.unique(objects.data)) - {0} == set(f["index"])
     assert len(peaks.data) == n and list(peaks.features.columns) == ["label", "score"]
     assert np.allclose(peaks.features["score"], f["score"]) and np.allclose(peaks.data, f[["y", "x"]])
     assert "P(positive)" in panel.prob_label.value
-    assert panel.images.rows[0][0] == "cells" and panel.images.rows[0][3] == n
+    row = dict(zip(panel.images.columns, panel.images.rows[0]))
+    assert row["image"] == "cells" and row["segmented"] == n
+    # "objects" counts those whose evidence alone makes the image positive (none if called negative)
+    assert row["objects"] == int((f["evidence"] > 0).sum())
+    assert row["objects"] == 0 or row["called"] == "positive"
     assert len(panel.objects.rows) == n
 
     # the sliders re-segment the cached saliency: labels change, the network is not called
@@ -101,22 +106,18 @@ def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
     assert len(viewer.layers["cells peaks"].data) == len(viewer.layers["cells objects"].features)
     assert viewer.layers["cells objects"] is objects  # updated in place, not re-added
 
-    # big images are re-segmented in a worker (latest slider value wins); same result
-    from napari_rarepheno._widgets import wscnn_results
-
-    before = objects.data.copy()
-    wscnn_results.SYNC_PIXELS = 0
-    try:
-        panel.threshold.value = 0.3
-        qtbot.waitUntil(lambda: not np.array_equal(objects.data, before), timeout=10_000)
-        qtbot.waitUntil(lambda: not panel.workers.busy, timeout=10_000)
-    finally:
-        wscnn_results.SYNC_PIXELS = 300_000
-    assert len(counted) == 1 and len(forward) == n_forward
-
-    # a row click selects the object and centres the view on it
+    # a row click selects the object, shows it alone and zooms to it; a background click shows all
+    zoom = viewer.camera.zoom
+    label = int(objects.features["index"].iloc[0])
     panel.objects.select_row(0, emit=True)
-    assert objects.selected_label == int(objects.features["index"].iloc[0])
+    assert objects.selected_label == label and objects.show_selected_label
+    ys, xs = np.nonzero(objects.data == label)
+    assert viewer.camera.zoom > zoom
+    assert np.allclose(viewer.camera.center[-2:], [(ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2], atol=1)
+    panel.objects.select_row(1, emit=True)  # another row: that object instead
+    assert objects.selected_label == int(objects.features["index"].iloc[1]) and objects.show_selected_label
+    panel.objects.select_row(None, emit=True)
+    assert not objects.show_selected_label
 
     # "objects only in images called positive": none for an image called negative
     panel.cache["cells"].probabilities = np.array([0.9, 0.1], np.float32)
@@ -125,7 +126,7 @@ def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
     assert len(viewer.layers["cells peaks"].data) == 0 and len(counted) == 1
 
 
-def test_export_all_and_reread(infer, qtbot, tmp_path, monkeypatch):
+def test_export_all_and_reread(infer, qtbot, tmp_path, monkeypatch, make_napari_viewer):
     viewer, dock = infer
     panel = dock.infer
     viewer.layers.selection.active = viewer.layers["cells"]
@@ -144,12 +145,22 @@ def test_export_all_and_reread(infer, qtbot, tmp_path, monkeypatch):
     assert mask.dtype == np.uint16 and np.array_equal(mask, viewer.layers["cells objects"].data)
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert rows[0]["image"] == "cells" and 0 <= float(rows[0]["p_positive"]) <= 1
-    assert int(rows[0]["objects"]) == len(viewer.layers["cells objects"].features)
+    assert int(rows[0]["segmented"]) == len(viewer.layers["cells objects"].features)
     (data, kw, kind), = _reader.read_file(out / "cells_mask.tif")
     assert kind == "labels" and len(kw["features"]["index"]) == len(viewer.layers["cells objects"].features)
     # the folder opens in napari through the plugin's reader
     layers = _reader.get_reader(str(out))(str(out))
     assert {k["name"] for _, k, _ in layers} >= {"cells saliency", "cells objects"}
+    # ... also with File > Open (no reader chosen): napari's own reader would read any folder as
+    # a grey image stack; the export remembered this plugin for the folder
+    from napari.settings import get_settings
+
+    assert get_settings().plugins.extension2reader[str(out.resolve()) + os.sep] == "napari-rarepheno"
+    other = make_napari_viewer()
+    added = other.open(str(out), plugin=None)
+    kinds = {lay.name: type(lay).__name__ for lay in added}
+    assert kinds.get("cells saliency") == "Image" and kinds.get("cells objects") == "Labels"
+    assert len(other.layers["cells objects"].features) == len(viewer.layers["cells objects"].features)
 
     # never overwrite without asking: a declined confirmation leaves the files alone
     stamp = (out / "cells_mask.tif").stat().st_mtime_ns
@@ -171,9 +182,10 @@ def test_infer_on_a_folder(infer, qtbot, tmp_path, wscnn_data):
     assert (tmp_path / "pred" / "predictions.csv").exists()
     n_files = len(list((wscnn_data / "test").rglob("*.png")))
     assert len(panel.images.rows) == n_files
-    panel.images.select_row(0, emit=True)  # opens that image with its saliency and objects
+    panel.images.select_row(0, emit=True)  # opens that image with its saliency and objects (in a worker)
     name = panel.images.rows[0][0]
-    assert f"{name} saliency" in viewer.layers and f"{name} objects" in viewer.layers
+    qtbot.waitUntil(lambda: f"{name} objects" in viewer.layers and not panel.steps.busy, timeout=30_000)
+    assert f"{name} saliency" in viewer.layers and name in viewer.layers
 
 
 def test_no_layer_selected_is_a_clear_message(make_napari_viewer, qtbot, wscnn_model, monkeypatch):

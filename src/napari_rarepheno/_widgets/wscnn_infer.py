@@ -6,12 +6,21 @@ result for the image they form; several selected layers that each hold the model
 channels (e.g. one-channel images for a one-channel model) give one result each. Folder:
 every image of a folder, one file per image or one file per channel ("channel files").
 
-The network runs once per image (in a worker); the result is cached. The threshold,
-smoothing and minimum-area controls re-run only the cheap post-processing
-(:func:`~..core.saliency.segment_saliency`) and update the Labels and Points layers
-in place: the network is never called again for a slider change. Each image is also
-compared with the model's training images (brightness, object size): what differs is
-shown in orange and as a napari warning, and in the Images table.
+Localisation: "class maps (fast)" (the positive evidence of the class maps, forward only,
+the default) or "gradient saliency (precise)" (a backward pass, about twice the work).
+Tiled fields report their progress per tile.
+
+The network runs once per image (in a worker); the result is cached. Everything after
+the network also runs in that worker: the objects, their features and table rows, the
+layers' data. The GUI thread only hands the prepared pieces to napari, one piece per
+event-loop turn (:class:`._steps.GuiSteps`), so the viewer keeps drawing. The threshold,
+smoothing and minimum-area controls re-segment the cached saliency in a small worker per
+change (the newest request wins; older ones are dropped) and update the Labels and Points
+layers in place: the network is never called again for a slider change. Result layers
+start visible only when their image layer is. Each image is also compared with the
+model's training images (brightness, object size): what differs is shown in orange and
+as a napari warning, and in the Images table, whose "objects" column counts the objects
+whose evidence alone would make the image positive (:mod:`.wscnn_results`).
 """
 from __future__ import annotations
 
@@ -32,7 +41,7 @@ from magicgui.widgets import (
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from .. import _layers, _workers
+from .. import _layers, _reader, _workers
 from ..core.errors import InputError
 from ..core.inference.segment import SaliencyConfig
 from ..core.io.files import expand_inputs, image_entries
@@ -47,8 +56,18 @@ from ._model import ModelSlot
 from ._paths import PathPicker
 from ._progress import TrainingProgress
 from ._shift import ShiftNote
+from ._steps import GuiSteps
 from ._table import ResultsTable
-from .wscnn_results import Cached, common_contrast, prepare_input, segment, shift_fields
+from .wscnn_results import (
+    LOCALISATIONS,
+    Cached,
+    Segmented,
+    cached_from_prediction,
+    common_contrast,
+    prepare_input,
+    prepare_segmentation,
+    saliency_tuple,
+)
 
 __all__ = ["WSCNNInferPanel", "Cached", "prepare_input"]
 
@@ -60,7 +79,12 @@ class WSCNNInferPanel(JobPanel, QWidget):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
         self.cache: dict[str, Cached] = {}
+        self.segmented: dict[str, Segmented] = {}
+        self.folder_rows: list[dict] = []
         self._generation = 0
+        self._seg_request = None   # the newest re-segmentation waiting for the running one
+        self._seg_running = False
+        self.steps = GuiSteps(self)
         self.source = ComboBox(label="run on", choices=["selected image layers", "a folder of images"],
                                value="selected image layers")
         self.channels = ChannelMap(viewer)
@@ -76,6 +100,11 @@ class WSCNNInferPanel(JobPanel, QWidget):
                               tooltip="predictions.csv, saliency and mask TIFFs are written here")
         self.tile = SpinBox(label="tile (px)", value=0, min=0, max=8192, step=64,
                             tooltip="0: whole image at once; e.g. 1024 for big fields (less memory)")
+        self.localisation = ComboBox(label="localisation", choices=list(LOCALISATIONS),
+                                     value="class maps (fast)",
+                                     tooltip="class maps (fast): where the positive class map beats the others, "
+                                     "from one forward pass; gradient saliency (precise): the pixels that raise "
+                                     "the positive evidence, sharper, about twice the time (a backward pass)")
         self.device = DevicePicker()
         self.run_btn = PushButton(text="Run")
         self.stop_btn = PushButton(text="Stop")
@@ -101,16 +130,20 @@ class WSCNNInferPanel(JobPanel, QWidget):
             w.changed.connect(self._schedule_resegment)
         self.prob_label = Label(value="")
         self.prob_label.native.setWordWrap(True)
-        self.form = Container(widgets=[self.source, self.folder, self.channel_files, self.out, self.tile, self.device,
-                                       btns])
+        self.form = Container(widgets=[self.source, self.folder, self.channel_files, self.out, self.localisation,
+                                       self.tile, self.device, btns])
         self.channels.attach(self.form, after=self.source)
         self.sliders = Container(widgets=[self.threshold, self.sigma, self.peak_fraction, self.min_area,
                                           self.min_distance, self.positive_only])
         self.progress = TrainingProgress(plot=False)
         self.shift_note = ShiftNote()
-        self.images = ResultsTable("Images (click a row: its objects; click a column to sort)", max_height=130,
-                                   sortable=True)
-        self.objects = ResultsTable("Objects (click a row: go to it)")
+        self.images = ResultsTable("Images (click a row: its objects; click a column to sort). objects: those "
+                                   "whose evidence alone makes the image positive; segmented: all cut",
+                                   max_height=130, sortable=True)
+        self.images.set_header_tooltips({"objects": wscnn_results.OBJECTS_TIP,
+                                         "segmented": wscnn_results.SEGMENTED_TIP})
+        self.objects = ResultsTable("Objects (click a row: zoom to it; click a column to sort)", sortable=True)
+        self.objects.set_header_tooltips({"evidence": wscnn_results.EVIDENCE_TIP})
         self.export_btn = PushButton(text="Export all...")
         self.export_btn.changed.connect(self.export_dialog)
         lay = QVBoxLayout(self)
@@ -162,6 +195,10 @@ class WSCNNInferPanel(JobPanel, QWidget):
             return f"{n} image(s) of {len(pats)} channel files each ({n * len(pats)} files)"
         except InputError as e:
             return f"not usable: {e}"
+
+    def saliency_mode(self) -> str:
+        """'cam' (class maps, the default) or 'map' (gradient saliency)."""
+        return LOCALISATIONS.get(str(self.localisation.value), "cam")
 
     def saliency_params(self) -> dict:
         """The slider values (read in the GUI thread; no engine import)."""
@@ -237,23 +274,33 @@ class WSCNNInferPanel(JobPanel, QWidget):
             return None
         loaded = self.model.loaded
         tile = int(self.tile.value) or None
-        device = str(self.device.value)
+        device, mode = str(self.device.value), self.saliency_mode()
+        cfg, positive_only = self.saliency_config(), bool(self.positive_only.value)
+        visible = {name: bool(self.viewer.layers[name].visible) if name in self.viewer.layers else True
+                   for name, _, _ in inputs}
+        existing = {lay.name for lay in self.viewer.layers}
         cancel = CancelToken()
 
         def job(report):
             from ..core.inference import predict  # deferred: loads torch
             from ..core.wscnn.shift import image_shift  # deferred: loads torch
 
-            out = []
+            out, n = [], len(inputs)
             for k, (name, chw, geom) in enumerate(inputs):
                 cancel.raise_if_cancelled()
-                report(Progress(stage="item", batch=k, n_batches=len(inputs), message=f"predicting {name}"))
-                pred = predict.predict_wscnn(loaded, chw, saliency=True, tile=tile, device=device, cancel=cancel)
+                report(Progress(stage="item", batch=k, n_batches=n, message=f"predicting {name}"))
+                pred = predict.predict_wscnn(loaded, chw, saliency=True, saliency_mode=mode, tile=tile,
+                                             device=device, cancel=cancel,
+                                             callback=tile_progress(report, cancel, k, n, name))
                 cancel.raise_if_cancelled()
-                shift = image_shift(loaded, chw)  # this image against the training images
-                out.append(Cached(name, np.asarray(pred.saliency, np.float32), np.asarray(pred.probabilities),
-                                  list(pred.class_names), geom, **shift_fields(shift)))
-                report(Progress(stage="item", batch=k + 1, n_batches=len(inputs), message="predicted"))
+                report(Progress(stage="item", batch=k + 1, n_batches=n, message=f"objects of {name}"))
+                c = cached_from_prediction(loaded, name, pred, geom, image_shift(loaded, chw))
+                del pred  # the class maps: (K, H, W) float32, not kept
+                seg = prepare_segmentation(c, cfg, positive_only)
+                sal, shown = saliency_tuple(c), visible.get(name, True)
+                built = {ldt[1]["name"]: _layers.build_layer(_with_visible(ldt, shown))
+                         for ldt in (sal, seg.objects, seg.peaks) if ldt[1]["name"] not in existing}
+                out.append((c, seg, sal, shown, built))
             return out
 
         return self.start_job(job, self._on_layers_done, f"WSCNN on {len(inputs)} image(s)", cancel)
@@ -268,39 +315,82 @@ class WSCNNInferPanel(JobPanel, QWidget):
             return None
         loaded, params, tile, device = self.model.loaded, self.saliency_params(), int(self.tile.value) or None, \
             str(self.device.value)
-        channel_files = self.channel_file_patterns()
+        channel_files, mode = self.channel_file_patterns(), self.saliency_mode()
         cancel = CancelToken()
 
         def job(report):
             return predict_wscnn_files(loaded, [folder], out, device=device, tile=tile, overwrite=True,
                                        saliency_config=SaliencyConfig(**params), channel_files=channel_files,
-                                       cancel=cancel, callback=_workers.count_progress(report, cancel, "predicting"))
+                                       saliency_mode=mode, cancel=cancel,
+                                       callback=_workers.count_progress(report, cancel, "predicting"))
 
         return self.start_job(job, self._on_folder_done, "WSCNN on a folder", cancel)
-
 
     # ----------------------------------------------------------------- results
     def _on_layers_done(self, results):
         if not results:
             self.progress.finish("stopped")
             return
-        self.show_results(results)
+        self.progress.bar.setFormat("showing the results...")
+        self.job.hold()  # DONE once the layers are shown
+        self._show_prepared(results, done=self._results_shown)
+
+    def _results_shown(self, results):
+        self.progress.finish(f"done: {len(results)} image(s)")
+        self.job.release()
 
     def show_results(self, results: list[Cached]) -> None:
-        """Add saliency, objects and peaks layers for ``results`` and keep them for the sliders."""
-        for r in results:
-            self.cache[r.source] = r
-            _layers.add_or_update(self.viewer, _layers.saliency_layer(r.saliency, r.source, geometry=r.geometry,
-                                                                      probability=r.p_positive))
-        self._common_contrast()
-        self.resegment(sync=True)
+        """Add saliency, objects and peaks layers for ``results`` (already predicted) and keep
+        them for the sliders; everything is shown when this returns (scripts, the demo)."""
+        cfg, positive_only = self.saliency_config(), bool(self.positive_only.value)
+        items = [(c, prepare_segmentation(c, cfg, positive_only), saliency_tuple(c), True, {}) for c in results]
+        self._show_prepared(items)
+        self.steps.flush()
         self.progress.finish(f"done: {len(results)} image(s)")
-        many = len(results) > 1
-        self.shift_note.show_messages([f"{r.source}: {m}" if many else m for r in results for m in r.shift])
-        last = results[-1]
+
+    def _show_prepared(self, items, done=None) -> None:
+        """Hand prepared results to napari, one layer per event-loop turn: ``items`` =
+        [(Cached, Segmented, saliency layer data tuple, visible, {name: layer built in the worker})]."""
+        self._generation += 1  # a re-segmentation still running is for the old results
+        self.steps.clear()  # (steps that show a hidden layer or end a job are kept)
+        for c, seg, *_ in items:
+            self.cache[c.source] = c
+            self.segmented[c.source] = seg
+        many = len(items) > 1
+        self.shift_note.show_messages([f"{c.source}: {m}" if many else m for c, *_ in items for m in c.shift])
+        last = items[-1][0]
         self.prob_label.value = (f"{last.source}: P({last.class_names[last.positive]}) = {last.p_positive:.3f}"
                                  f" -> {last.predicted}")
-        self.images.select_row(self._image_names().index(last.source), emit=True)
+        self._refresh_image_table(select=last.source)
+        for c, seg, sal, visible, built in items:
+            for ldt in (sal, seg.objects, seg.peaks):
+                self._queue_layer(ldt, visible, tag="results", built=built.get(ldt[1]["name"]))
+        self.steps.add(self._common_contrast, tag="results")
+        self.steps.add(self._show_objects, last.source, tag="results")
+        if done is not None:
+            self.steps.add(done, items, keep=True)
+        if any(seg.params != self.segment_params() for _, seg, *_ in items):
+            self._schedule_resegment()  # a slider moved while the network ran
+
+    def segment_params(self) -> dict:
+        """What :class:`Segmented` records of the current controls."""
+        return {**self.saliency_params(), "positive_only": bool(self.positive_only.value)}
+
+    def _queue_layer(self, ldt, visible: bool = True, tag: str = "", built=None) -> None:
+        """Two steps: add (``built``: the layer the worker made) or update the layer hidden,
+        then show it (one slice, one draw each)."""
+        ldt = _with_visible(ldt, visible)
+
+        def put():
+            layer, show = _layers.add_or_update_hidden(self.viewer, ldt, built)
+            if show:
+                self.steps.add(self._show_layer, layer, keep=True, next=True)
+
+        self.steps.add(put, tag=tag)
+
+    @staticmethod
+    def _show_layer(layer) -> None:
+        layer.visible = True
 
     def _on_folder_done(self, csv_path):
         if csv_path is None:
@@ -313,6 +403,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self.folder_csv = Path(csv_path)
         self._refresh_image_table()
         self._show_folder_shift(Path(csv_path).parent / "shift.json", len(rows))
+        _reader.claim_folder(Path(csv_path).parent)  # File > Open on this folder: the plugin's reader
         from napari.utils.notifications import show_info
 
         show_info(f"WSCNN: {len(rows)} image(s) predicted; results in {Path(csv_path).parent}")
@@ -335,24 +426,35 @@ class WSCNNInferPanel(JobPanel, QWidget):
                                       title=f"{len(notes)} of {n_images} image(s) unlike the training images")
 
     def open_folder_result(self, row: dict):
-        """Show one image of a folder run with its saliency (from the written TIFFs)."""
+        """Show one image of a folder run with its saliency (the written TIFFs, read in a
+        worker); returns the worker."""
+        out, name = self.folder_csv.parent, row["name"]
+        cfg, positive_only = self.saliency_config(), bool(self.positive_only.value)
+        need_image = name not in self.viewer.layers
 
-        out = self.folder_csv.parent
-        img = read_image(row["image"], as_float=False)
-        name = row["name"]
-        if name not in self.viewer.layers:
-            self.viewer.add_image(img if img.shape[0] > 1 else img[0], name=name,
-                                  channel_axis=0 if img.shape[0] > 1 else None)
-        import tifffile
+        def job(report):
+            import tifffile
 
-        sal = tifffile.imread(out / f"{name}_saliency.tif").astype(np.float32)
-        probs = np.array([float(v) for k, v in row.items() if k.startswith("p_")])
-        classes = [k[2:] for k in row if k.startswith("p_")]
-        self.cache[name] = Cached(name, sal, probs, classes, {}, row["image"],
-                                  brightness=_number(row.get("brightness")), size_ratio=_number(row.get("size_ratio")))
-        _layers.add_or_update(self.viewer, _layers.saliency_layer(sal, name, probability=self.cache[name].p_positive))
-        self._common_contrast()
-        self.resegment(sync=True, only=[name])
+            img = read_image(row["image"], as_float=False) if need_image else None
+            sal = tifffile.imread(out / f"{name}_saliency.tif").astype(np.float32)
+            probs = np.array([float(v) for k, v in row.items() if k.startswith("p_")])
+            classes = [k[2:] for k in row if k.startswith("p_")]
+            c = Cached(name, sal, probs, classes, {}, row["image"], brightness=_number(row.get("brightness")),
+                       size_ratio=_number(row.get("size_ratio")))
+            c.scale()
+            return img, (c, prepare_segmentation(c, cfg, positive_only), saliency_tuple(c), True, {})
+
+        def done(result):
+            if result is None:
+                return
+            img, item = result
+            if img is not None and name not in self.viewer.layers:
+                self.viewer.add_image(img if img.shape[0] > 1 else img[0], name=name,
+                                      channel_axis=0 if img.shape[0] > 1 else None)
+            self._show_prepared([item])
+
+        return self.workers.start(job, name=f"open {name}", on_done=done,
+                                  on_error=lambda e: _workers.notify_error(e, f"cannot open {name}"))
 
     def _common_contrast(self):
         common_contrast(self.viewer, self.cache)
@@ -361,61 +463,100 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self._timer.start()
 
     def resegment(self, sync: bool | None = None, only=None):
-        """Objects and peaks from the cached saliency with the current slider values."""
+        """Objects and peaks from the cached saliency with the current slider values, in a
+        worker (``sync``: here and now); only the newest request is shown."""
         if not self.cache:
-            return
+            return None
         try:
             cfg = self.saliency_config()
             cfg.validate()
         except InputError as e:
             _workers.notify_error(e)
-            return
-        items = [self.cache[k] for k in (only or list(self.cache))]
-        big = sum(c.saliency.size for c in items) > wscnn_results.SYNC_PIXELS
+            return None
+        items = [self.cache[k] for k in (only or list(self.cache)) if k in self.cache]
         self._generation += 1
-        gen = self._generation
-        positive_only = bool(self.positive_only.value)
-        if sync or not big:
-            self._apply([segment(c, cfg, positive_only) for c in items], gen)
-            return
+        request = (self._generation, items, cfg, bool(self.positive_only.value))
+        if sync:
+            gen, items, cfg, positive_only = request
+            self._apply([prepare_segmentation(c, cfg, positive_only) for c in items], gen)
+            self.steps.flush()
+            return None
+        self._seg_request = request
+        if not self._seg_running:  # else the running worker starts the newest request when it ends
+            return self._start_segment()
+        return None
+
+    def _start_segment(self):
+        request, self._seg_request = self._seg_request, None
+        if request is None:
+            return None
+        gen, items, cfg, positive_only = request
+        self._seg_running = True
 
         def job(report):
-            return [segment(c, cfg, positive_only) for c in items]
+            out = []
+            for c in items:
+                if gen != self._generation:  # a newer slider value came: drop this one
+                    return None
+                out.append(prepare_segmentation(c, cfg, positive_only))
+            return out
 
-        self.workers.start(job, name="segment saliency", on_done=lambda res: self._apply(res, gen))
+        return self.workers.start(job, name="segment saliency", on_done=lambda res: self._apply(res, gen),
+                                  on_finished=self._segment_finished)
+
+    def _segment_finished(self):
+        self._seg_running = False
+        if self._seg_request is not None:
+            self._start_segment()
 
     def _apply(self, results, gen):
         if not results or gen != self._generation:
             return  # a newer slider value is on its way
-        for c, det in results:
-            if c.source in self.cache:
-                _layers.add_or_update(self.viewer, _layers.objects_layer(det, c.source, geometry=c.geometry))
-                _layers.add_or_update(self.viewer, _layers.peaks_layer(det, c.source, geometry=c.geometry))
+        self.steps.clear("segment")  # an older slider value's layers not shown yet: replaced
+        for seg in results:
+            if seg.source not in self.cache:
+                continue
+            self.segmented[seg.source] = seg
+            self.steps.add(self._update_layer, seg.objects, tag="segment")
+            self.steps.add(self._update_layer, seg.peaks, tag="segment")
         self._refresh_image_table()
         row = self.images.selected_row()
         if row is not None:
-            self._show_objects(self._image_names()[row])
+            self.steps.add(self._show_objects, self._image_names()[row], tag="segment")
+
+    def _update_layer(self, ldt) -> None:
+        """Update (or add) one result layer in one step; a new one is shown in the next."""
+        if ldt[1].get("name") in self.viewer.layers:
+            _layers.add_or_update(self.viewer, ldt)
+        else:
+            self._queue_layer(ldt, tag="segment")
 
     # ----------------------------------------------------------------- tables
     def _image_names(self) -> list[str]:
         return self.images.column("image") if "image" in self.images.columns else []
 
-    def _refresh_image_table(self):
+    IMAGE_COLUMNS = ("image", "p_positive", "called", "objects", "segmented", "brightness", "size_ratio")
+
+    def _refresh_image_table(self, select: str | None = None):
+        """One row per image (a few rows: built here); ``select``: the image to select
+        (default: the one selected before; the rows may be sorted)."""
         row = self.images.selected_row()
         names = self._image_names()
-        selected_name = names[row] if row is not None and row < len(names) else None
+        selected_name = select or (names[row] if row is not None and row < len(names) else None)
         rows = []
         for name, c in self.cache.items():
-            lay = self.viewer.layers[f"{name} objects"] if f"{name} objects" in self.viewer.layers else None
-            n = int(lay.features.shape[0]) if lay is not None else 0
-            rows.append([name, round(c.p_positive, 4), c.predicted, n, _rounded(c.brightness), _rounded(c.size_ratio)])
-        for r in getattr(self, "folder_rows", []):
+            seg = self.segmented.get(name)
+            counted = "" if seg is None or seg.n_counted is None else seg.n_counted
+            rows.append([name, round(c.p_positive, 4), c.predicted, counted, seg.n_objects if seg else 0,
+                         _rounded(c.brightness), _rounded(c.size_ratio)])
+        for r in self.folder_rows:
             if r["name"] not in self.cache:
                 p = [v for k, v in r.items() if k.startswith("p_")]
-                rows.append([r["name"], round(float(p[-1]), 4) if p else "", r["predicted"], int(r["n_objects"]),
-                             _rounded(_number(r.get("brightness"))), _rounded(_number(r.get("size_ratio")))])
-        self.images.set_rows(["image", "p_positive", "called", "objects", "brightness", "size_ratio"], rows)
-        if selected_name in self._image_names():  # the same image stays selected (the rows may be sorted)
+                rows.append([r["name"], round(float(p[-1]), 4) if p else "", r["predicted"], "",
+                             int(r["n_objects"]), _rounded(_number(r.get("brightness"))),
+                             _rounded(_number(r.get("size_ratio")))])
+        self.images.set_rows(self.IMAGE_COLUMNS, rows)
+        if selected_name in self._image_names():
             self.images.select_row(self._image_names().index(selected_name))
 
     def _on_image_row(self, i: int):
@@ -429,9 +570,12 @@ class WSCNNInferPanel(JobPanel, QWidget):
                 self.open_folder_result(row)
             except Exception as e:  # a moved/deleted file
                 _workers.notify_error(e, f"cannot open {name}")
-                return
+            return
         c = self.cache[name]
         self.prob_label.value = f"{name}: P({c.class_names[c.positive]}) = {c.p_positive:.3f} -> {c.predicted}"
+        for key in (name, f"{name} saliency", f"{name} objects", f"{name} peaks"):  # this image's layers shown
+            if key in self.viewer.layers and not self.viewer.layers[key].visible:
+                self.viewer.layers[key].visible = True
         self._show_objects(name)
 
     def _show_objects(self, name: str):
@@ -439,7 +583,11 @@ class WSCNNInferPanel(JobPanel, QWidget):
         if key not in self.viewer.layers:
             return
         layer = self.viewer.layers[key]
-        self.objects.set_table(layer.features)
+        seg = self.segmented.get(name)
+        if seg is not None and len(seg.table[1]) == len(layer.features):
+            self.objects.set_rows(*seg.table)  # prepared in the worker
+        else:
+            self.objects.set_table(layer.features)
         self.objects.link_labels(self.viewer, layer)
 
     def image_table(self) -> dict:
@@ -451,8 +599,25 @@ class WSCNNInferPanel(JobPanel, QWidget):
 
     def on_close(self):
         self._timer.stop()
+        self.steps.stop()
         self.objects.unlink_all()
         self.channels.disconnect_viewer()
+
+
+def _with_visible(ldt, visible: bool):
+    return ldt[0], {**ldt[1], "visible": bool(visible)}, ldt[2]
+
+
+def tile_progress(report, cancel: CancelToken, k: int, n: int, name: str):
+    """predict_wscnn's per-tile callback -> the dock's progress bar ("image 2/3: tile 5/12");
+    honours Stop between tiles. A whole image at once reports nothing here."""
+    def progress(p: Progress) -> None:
+        cancel.raise_if_cancelled()
+        if p.n_batches > 1:
+            what = f"{name}: tile" if n == 1 else f"image {k + 1}/{n}: tile"
+            report(Progress(stage="item", epoch=k, n_epochs=n, batch=p.batch, n_batches=p.n_batches,
+                            message=what))
+    return progress
 
 
 def _number(text) -> float | None:
