@@ -93,12 +93,20 @@ def test_review_keys_apply_undo_and_retrain(make_napari_viewer, qtbot, wscnn_mod
     assert rows[0]["suggested_label"] == first["suggested"] and rows[0]["timestamp"]
     assert rv.table.column_values("decision")[:2] == ["confirm", "reject"]
     qtbot.waitUntil(lambda: IMAGE_LAYER in viewer.layers, timeout=60_000)
+    # the keys work while an Image layer is selected (napari's Image layers bind "y" themselves)
+    viewer.layers.selection.active = viewer.layers[IMAGE_LAYER]
+    qtbot.keyClick(canvas, "y")
+    qtbot.waitUntil(lambda: rv.table.current_index() == 3, timeout=5_000)
+    assert rv.table.column_values("decision")[:3] == ["confirm", "reject", "confirm"]
+    # ... and are window shortcuts of the Review tab: with the focus on its table too
+    assert all(sc.isEnabled() for sc in rv.shortcuts.values())
+    assert {sc.key().toString() for sc in rv.shortcuts.values()} == {"Y", "N"}
     shot(viewer, tmp_path, "review")
 
     asked = []
     monkeypatch.setattr(_paths, "confirm", lambda parent, title, text: asked.append(text) or True)
     plan = rv.apply_dialog()
-    assert plan.applied and "1 to move" in asked[0]
+    assert plan.applied and "2 to move" in asked[0]
     src = Path(first["image"])
     assert not src.exists() and Path(plan.moves[0].dst).parent.name == first["suggested"]
     assert rv.undo_btn.enabled
@@ -149,3 +157,35 @@ def test_gallery_scatter_and_cluster_to_class(make_napari_viewer, qtbot, wscnn_m
     gp.recluster_btn.native.click()
     wait_idle(qtbot, gp)
     assert gp.gallery.clusters.max() <= 1 and len(viewer.layers[TILES_LAYER].features) == len(g)
+
+
+def test_review_keys_work_whatever_is_selected_or_focused(make_napari_viewer, qtbot, monkeypatch):
+    """y / n reach the Review tab with an Image layer selected (napari's Image layers bind "y")
+    and with the focus on the ranking table, not only on the canvas."""
+    viewer = make_napari_viewer(show=True)
+    dock = DiscoverDock(viewer)
+    viewer.window.add_dock_widget(dock, name="Discover", area="right")
+    rv = dock.review
+    rows = [{"rank": i + 1, "image": f"/data/train/negative/{i}.png", "label": "negative",
+             "suggested": "positive", "suspicion": 0.9 - i / 10, "decision": ""} for i in range(3)]
+    rv.rows = rows
+    rv.table.set_rows(["rank", "image", "label", "suggested", "suspicion", "decision"], rows)
+    decided = []
+    monkeypatch.setattr(rv, "decide", lambda d: decided.append(d))
+    rv.bind_keys()
+    viewer.add_image(np.zeros((16, 16), np.uint8), name="img")  # added while reviewing, and selected
+    assert viewer.layers.selection.active.name == "img"
+    window = viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(lambda: rv.isVisible() and window.isActiveWindow(), timeout=5_000)
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, "y")
+    rv.table.setFocus()
+    qtbot.keyClick(rv.table, "n")
+    qtbot.keyClick(rv.table, "y")
+    assert decided == ["confirm", "reject", "confirm"]
+    # on another tab (or when done) the keys are napari's again
+    dock.tabs.setCurrentIndex(1)
+    qtbot.keyClick(canvas, "y")
+    assert decided == ["confirm", "reject", "confirm"]
+    assert not any(sc.isEnabled() for sc in rv.shortcuts.values())

@@ -4,15 +4,26 @@ Rows come from :func:`~..core.discover.rank_images` or
 :func:`~..core.discover.find_mislabels` (streamed in a worker). The table sorts by any
 column; selecting a row opens that image with its saliency (a worker; the latest
 click wins). With suspected mislabels listed, ``y`` confirms and ``n`` rejects the
-selected image's suggested label (keys bound on the viewer while this tab is shown);
-each decision is appended to the decisions CSV at once and the next row opens.
+selected image's suggested label while this tab is shown, whatever layer is selected and
+wherever the focus is (canvas, layer list, this table): they are window shortcuts of the
+tab, which Qt gives priority over the canvas' layer keymaps (an Image layer binds ``y``
+to "orient plane normal along y"); a text field still types the letters. They are also
+bound on the viewer, for a dock floated out of the window. Each decision is appended to
+the decisions CSV at once and the next row opens.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+try:  # Qt 6 (qtpy also offers it in QtWidgets for Qt 5 code)
+    from qtpy.QtGui import QShortcut
+except ImportError:  # pragma: no cover - Qt 5
+    from qtpy.QtWidgets import QShortcut
 
 from .. import _workers
 from ..core.discover.decisions import apply_decisions, record_decision, undo
@@ -28,6 +39,8 @@ from ._progress import TrainingProgress
 
 IMAGE_LAYER = "review image"
 MODES = ("suspected mislabels", "rank a folder")
+#: the review keys: key -> decision
+REVIEW_KEYS = {"y": "confirm", "n": "reject"}
 
 
 class ReviewPanel(JobPanel, QWidget):
@@ -83,6 +96,13 @@ class ReviewPanel(JobPanel, QWidget):
         self.mode.changed.connect(self._on_mode)
         self._on_mode()
         self.job.changed.connect(self._rank_again)
+        self.shortcuts = {}
+        for key, decision in REVIEW_KEYS.items():
+            sc = QShortcut(QKeySequence(key.upper()), self)
+            sc.setContext(Qt.ShortcutContext.WindowShortcut)  # only while this tab is visible
+            sc.setEnabled(False)
+            sc.activated.connect(lambda d=decision: self.decide(d))
+            self.shortcuts[key] = sc
         self.update_buttons()
 
     def _on_mode(self, *_):
@@ -181,14 +201,41 @@ class ReviewPanel(JobPanel, QWidget):
 
     # -------------------------------------------------------------- review
     def bind_keys(self) -> None:
-        """y / n on the viewer confirm / reject (what was bound before comes back on unbind)."""
+        """y / n confirm / reject: window shortcuts of this tab (before any layer's keymap)
+        and viewer keys (what was bound before comes back on unbind)."""
         if self._keys_bound is not None or not self.rows or "suggested" not in self.rows[0]:
             return
+        for sc in self.shortcuts.values():
+            sc.setEnabled(True)
         self._keys_bound = {k: self.viewer.bind_key(k, (lambda v, d=d: self.decide(d)), overwrite=True)
-                            for k, d in (("y", "confirm"), ("n", "reject"))}
+                            for k, d in REVIEW_KEYS.items()}
+        # a layer's own keys come before the viewer's (an Image layer binds "y"): bind on
+        # every layer too, and on the layers added while reviewing (e.g. the review image)
+        self._layer_keys = []
+        for layer in list(self.viewer.layers):
+            self._bind_layer(layer)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+
+    def _bind_layer(self, layer) -> None:
+        previous = {k: layer.bind_key(k, (lambda lay, d=d: self.decide(d)), overwrite=True)
+                    for k, d in REVIEW_KEYS.items()}
+        self._layer_keys.append((layer, previous))
+
+    def _on_layer_inserted(self, event) -> None:
+        self._bind_layer(event.value)
 
     def unbind_keys(self) -> None:
+        for sc in self.shortcuts.values():
+            sc.setEnabled(False)
         if self._keys_bound is not None:
+            try:
+                self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+            for layer, previous in getattr(self, "_layer_keys", []):
+                for k, func in previous.items():
+                    layer.bind_key(k, func, overwrite=True)
+            self._layer_keys = []
             for k, previous in self._keys_bound.items():
                 self.viewer.bind_key(k, previous, overwrite=True)
             self._keys_bound = None
