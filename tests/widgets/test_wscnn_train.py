@@ -193,3 +193,20 @@ def test_train_on_images_stored_one_file_per_channel(make_napari_viewer, qtbot, 
     rows = dock.infer.channels.rows
     assert dock.infer.channels.names == CHANNELS and [r.value for r in rows] == mitosis_field["names"]
     assert dock.infer.channel_files.value == "_Crfp,_Cgfp"
+
+
+def test_load_dialog_shows_model_files_without_the_suffix(make_napari_viewer, qtbot, wscnn_model, tmp_path,
+                                                          monkeypatch):
+    """The Load-model dialog lists model files first but can show any file: a model copied under
+    another name (no .safetensors) still loads."""
+    import shutil
+
+    viewer, dock = make_dock(make_napari_viewer)
+    renamed = tmp_path / "wscnn-model-from-a-colleague.bin"
+    shutil.copy(wscnn_model, renamed)
+    filters = []
+    monkeypatch.setattr(_paths, "ask_open_file", lambda parent, title, filt="": filters.append(filt) or renamed)
+    dock.train.load_dialog()
+    assert filters == ["Model files (*.safetensors);;All files (*)"]
+    qtbot.waitUntil(lambda: dock.model.ready, timeout=30_000)
+    assert dock.model.path == renamed and "wscnn" in dock.train.model_label.value

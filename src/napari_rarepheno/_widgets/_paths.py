@@ -9,6 +9,10 @@ from typing import Callable, Sequence
 
 from magicgui.widgets import Container, Label, LineEdit, PushButton
 
+#: the file filter of every "open a model" dialog: model files first, any file on request
+#: (a model copied or downloaded under another name is still a model)
+MODEL_FILES = "Model files (*.safetensors);;All files (*)"
+
 
 class PathPicker(Container):
     """A path field with a Browse button and a one-line hint under it (what was found,

@@ -250,7 +250,7 @@ class TrainPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------------ model
     def load_dialog(self, *_):
-        path = _paths.ask_open_file(self, f"Load a {self.kind} model", "Model files (*.safetensors)")
+        path = _paths.ask_open_file(self, f"Load a {self.kind} model", _paths.MODEL_FILES)
         if path is not None:
             self.load_model(path)
 

@@ -20,7 +20,7 @@ from magicgui.widgets import Container
 from ..core.errors import InputError
 from ._dock import Dock
 from ._model import ModelSlot
-from ._paths import PathPicker
+from ._paths import MODEL_FILES, PathPicker
 from .discover_gallery import GalleryPanel
 from .discover_review import ReviewPanel
 
@@ -68,7 +68,7 @@ class DiscoverDock(Dock):
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent=None):  # noqa: F821
 
         super().__init__(napari_viewer, parent)
-        self.model_path = PathPicker("model", mode="r", filter="Model files (*.safetensors)", check=describe_model,
+        self.model_path = PathPicker("model", mode="r", filter=MODEL_FILES, check=describe_model,
                                      tooltip="a WSCNN or DeepYeast model file")
         self.model = SharedModel(self.model_path, self)
         self.header = Container(widgets=[self.model_path], labels=True)

@@ -13,7 +13,7 @@ from .. import _workers
 from ..core.errors import InputError
 from ._dock import Dock
 from ._model import ModelSlot
-from ._paths import PathPicker
+from ._paths import MODEL_FILES, PathPicker
 from .explore_eval import EvaluatePanel
 from .explore_fewshot import FewShotPanel
 from .explore_tsne import TSNEPanel
@@ -28,7 +28,7 @@ class ModelBar(QWidget):
     def __init__(self, slot: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.slot, self.workers = slot, workers
-        self.file = PathPicker("model file", mode="r", filter="Model files (*.safetensors)")
+        self.file = PathPicker("model file", mode="r", filter=MODEL_FILES)
         self.load_btn = PushButton(text="Load")
         self.use_btn = PushButton(text="Use the DeepYeast dock's model")
         self.load_btn.changed.connect(lambda *_: self.load(self.file.path))
