@@ -76,6 +76,29 @@ def test_classify_field_with_builtin_segmentation(dock_with_model, qtbot):
     assert panel.cells_table.selected_row() == 4
 
 
+def test_cells_export_opens_with_file_open(dock_with_model, qtbot, tmp_path, monkeypatch, make_napari_viewer):
+    """DeepYeast's export (cells masks and tables, no predictions.csv) opens with File > Open."""
+    from napari_rarepheno._widgets import _paths
+
+    viewer, dock = dock_with_model
+    image, truth, cls = _sample_data.yeast_field_arrays()
+    viewer.add_image(image, channel_axis=0, name=["marker", "protein"])
+    panel = dock.classify
+    states = []
+    panel.job.changed.connect(lambda new, old: states.append(new.value))
+    panel.run_btn.native.click()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert states == ["running", "done"]  # DONE once the layer and the tables are shown
+    assert viewer.layers["protein cells"].visible and panel.cells_table.rows
+    monkeypatch.setattr(_paths, "ask_folder", lambda *a: tmp_path / "cells-export")
+    written = {p.name for p in panel.export_dialog()}
+    assert {"protein_cells.tif", "protein_cells.csv", "posterior.csv"} <= written
+    other = make_napari_viewer()
+    (layer,) = other.open(str(tmp_path / "cells-export"), plugin=None)
+    assert layer.name == "protein cells" and type(layer).__name__ == "Labels"
+    assert len(layer.features) == len(viewer.layers["protein cells"].features)
+
+
 def test_classify_one_layer_with_user_labels(dock_with_model, qtbot):
     viewer, dock = dock_with_model
     image, truth, cls = _sample_data.yeast_field_arrays()

@@ -13,6 +13,7 @@ orange what makes the field unlike the training cells (also as napari warnings).
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -31,7 +32,8 @@ from ._model import ModelSlot
 from ._plot import BarPlot
 from ._progress import TrainingProgress
 from ._shift import ShiftNote
-from ._table import ResultsTable
+from ._steps import GuiSteps
+from ._table import ResultsTable, camera_of, table_rows
 
 SEGMENT = "(built-in segmentation)"
 CIRCLE = "cell diameter"
@@ -45,12 +47,45 @@ def rows_to_table(rows: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
 
 
+@dataclass
+class PreparedCells:
+    """A classified field as the GUI thread hands it to napari (built in the worker)."""
+
+    result: object                    # core FieldResult (rows, posterior, shift, diameter)
+    layer: tuple                      # cells layer data tuple: labels, features DataFrame, class colours
+    table: tuple[list[str], list[list]]  # the cells table (columns, rows)
+    counts: dict[str, int]            # cells per class (the legend)
+    built: tuple | None = None        # the new cells layer, made in the worker (None: update the one shown)
+
+
+def prepare_cells(result, names: list[str], source: str, geom: dict, field=None,
+                  build: bool = False) -> PreparedCells:
+    """The cells layer data tuple, the cells table rows and the legend counts of a
+    :func:`~..core.deepyeast.fields.classify_field` result (numpy/pandas: call it in a worker)."""
+    table = rows_to_table(result.rows)
+    ldt = _layers.cells_layer(result.labels, table, names, source, geometry=geom)
+    ldt[1]["metadata"]["rarepheno"]["field"] = field  # for Explore's t-SNE (crops of these cells)
+    feats = ldt[1]["features"]
+    cols = [c for c in ("index", "class", "centroid_y", "centroid_x", "area") if c in feats]
+    shown = {c: feats[c].to_numpy() for c in cols}
+    pcols = [c for c in feats if c.startswith("p_")]
+    if pcols:
+        shown["p_class"] = feats[pcols].to_numpy().max(1).round(3)
+    for c in ("shift_score", "brightness"):
+        if c in feats:
+            shown[c] = feats[c].to_numpy()
+    classes = feats["class"] if "class" in feats else []
+    counts = {name: int(np.count_nonzero(np.asarray(classes, dtype=object) == name)) for name in names}
+    return PreparedCells(result, ldt, table_rows(shown), counts, _layers.build_layer(ldt) if build else None)
+
+
 class DeepYeastClassifyPanel(JobPanel, QWidget):
     job_failed = "classification failed"
 
     def __init__(self, viewer, model: ModelSlot, workers: _workers.WorkerGroup, parent=None):
         super().__init__(parent)
         self.viewer, self.model, self.workers = viewer, model, workers
+        self.steps = GuiSteps(self)
         self.posteriors: dict[str, dict] = {}
         self.mode = SimpleNamespace(value=TWO_LAYERS)  # the old input switch: the mapping covers both
         self.channels = ChannelMap(viewer)
@@ -204,7 +239,7 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         self._geometry = geometry
         scale = np.asarray(geometry.get("scale", (1.0, 1.0)), float)
         translate = np.asarray(geometry.get("translate", (0.0, 0.0)), float)
-        centre = (np.asarray(self.viewer.camera.center, float)[-2:] - translate) / scale
+        centre = (np.asarray(camera_of(self.viewer).center, float)[-2:] - translate) / scale
         return _layers.add_or_update(self.viewer, _layers.circle_layer(centre, diameter, CIRCLE, geometry=geometry))
 
     # ------------------------------------------------------------------ run
@@ -227,6 +262,8 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         source = mapped.name if mapped.combined else mapped.last_name
         loaded, device, n = self.model.loaded, str(self.device.value), field.shape[0]
         segment_channel, diameter = self.segment_index(), float(self.diameter.value) or None
+        names = self.model.class_names
+        new_layer = f"{source} cells" not in self.viewer.layers
 
         def job(report):
             from ..core.deepyeast.fields import (
@@ -234,48 +271,59 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
             )
 
             report(Progress(stage="item", batch=0, n_batches=1, message="segmenting and classifying"))
-            return classify_field(loaded, field, labels=labels, segment_channel=segment_channel,
-                                  channels=list(range(n)), group=source, device=device, diameter=diameter)
+            result = classify_field(loaded, field, labels=labels, segment_channel=segment_channel,
+                                    channels=list(range(n)), group=source, device=device, diameter=diameter)
+            return prepare_cells(result, names, source, geom, field, build=new_layer)
 
-        return self.start_job(job, lambda r: self._on_done(r, source, geom, field), "classifying",
+        return self.start_job(job, lambda r: self._on_done(r, source, geom), "classifying",
                               busy="segmenting and classifying cells...")
 
-    def _on_done(self, result, source: str, geom: dict, field=None):
-        if result is None:
+    def _on_done(self, prepared, source: str, geom: dict):
+        """Hand the prepared cells to napari in steps: add the layer hidden, show it, then
+        the tables (the job is DONE when they are shown)."""
+        if prepared is None:
             self.progress.finish("stopped")
             return
-        names = self.model.class_names
-        table = rows_to_table(result.rows)
-        ldt = _layers.cells_layer(result.labels, table, names, source, geometry=geom)
-        ldt[1]["metadata"]["rarepheno"]["field"] = field  # for Explore's t-SNE (crops of these cells)
-        layer = _layers.add_or_update(self.viewer, ldt)
-        self.progress.finish(f"{len(result.rows)} cells classified")
-        self.shift_note.show_messages(result.shift.messages, title="Unlike the training cells")
-        if result.diameter is not None:
-            self.used_label.value = f"segmented at a cell diameter of {result.diameter:.1f} px"
-            if not self.diameter.value:  # measured: the circle shows what was used
-                self.show_diameter(float(result.diameter), geom)
-        self._show_legend(table, names)
-        if result.posterior:
-            self.posteriors[source] = result.posterior[0]
-            self._show_posterior(source)
-        feats = layer.features
-        cols = [c for c in ("index", "class", "centroid_y", "centroid_x", "area") if c in feats]
-        shown = {c: feats[c].to_numpy() for c in cols}
-        pcols = [c for c in feats if c.startswith("p_")]
-        if pcols:
-            shown["p_class"] = feats[pcols].to_numpy().max(1).round(3)
-        for c in ("shift_score", "brightness"):
-            if c in feats:
-                shown[c] = feats[c].to_numpy()
-        self.cells_table.set_table(shown)
-        self.cells_table.link_labels(self.viewer, layer)
+        self.progress.bar.setFormat("showing the cells...")
+        self.job.hold()
+        self.steps.clear()
 
-    def _show_legend(self, table: dict, names: list[str]):
-        classes = list(table.get("class", []))
+        def put():
+            layer, show = _layers.add_or_update_hidden(self.viewer, prepared.layer, prepared.built)
+            self.steps.add(self._show_cells, layer, show, prepared, source, geom, keep=True, next=True)
+
+        self.steps.add(put)
+
+    def _show_cells(self, layer, show: bool, prepared, source: str, geom: dict):
+        if show:
+            layer.visible = True
+        self.steps.add(self._show_tables, layer, prepared, source, geom, keep=True, next=True)
+
+    def _show_tables(self, layer, prepared, source: str, geom: dict):
+        result = prepared.result
+        try:
+            self.progress.finish(f"{len(result.rows)} cells classified")
+            self.shift_note.show_messages(result.shift.messages, title="Unlike the training cells")
+            if result.diameter is not None:
+                self.used_label.value = f"segmented at a cell diameter of {result.diameter:.1f} px"
+                if not self.diameter.value:  # measured: the circle shows what was used
+                    self.show_diameter(float(result.diameter), geom)
+            self._show_legend(prepared.counts, self.model.class_names)
+            if result.posterior:
+                self.posteriors[source] = result.posterior[0]
+                self._show_posterior(source)
+            self.cells_table.set_rows(*prepared.table)
+            self.cells_table.link_labels(self.viewer, layer)
+        finally:
+            self.job.release()
+
+    def _show_legend(self, counts: dict, names: list[str]):
+        if not isinstance(counts, dict) or "class" in counts:  # a cells table (older callers)
+            classes = list(counts.get("class", []))
+            counts = {name: classes.count(name) for name in names}
         items = []
         for i, name in enumerate(names):
-            n = classes.count(name)
+            n = int(counts.get(name, 0))
             if n:
                 items.append(f'<span style="color:{_layers.class_color(i)}">&#9632;</span> '
                              f"{html.escape(name)} ({n})")
@@ -297,6 +345,7 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         return _export.export_dialog(self, self.viewer, {"posterior.csv": self.posterior_rows()}, ("cells",))
 
     def on_close(self):
+        self.steps.stop()
         self.cells_table.unlink_all()
         self.cells.disconnect_viewer()
         self.channels.disconnect_viewer()
