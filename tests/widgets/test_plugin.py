@@ -194,3 +194,31 @@ def test_export_all_then_open_the_folder(make_napari_viewer, tmp_path):
     assert kinds == ["image", "labels"]
     lab = next(d for d, _, k in layers if k == "labels")
     assert np.array_equal(lab, labels)
+
+
+def test_stacked_docks_stay_usable_at_1600x1000(make_napari_viewer, qtbot, mitosis_field):
+    """Two docks stacked at 1600x1000 share the height (neither squeezed to a strip), and nothing
+    is cut off at their right edge: Save CSV buttons inside the view, long layer names elided."""
+    from napari_rarepheno._widgets._dock import MIN_HEIGHT
+    from napari_rarepheno._widgets._table import ResultsTable
+    from napari_rarepheno._widgets.deepyeast_dock import DeepYeastDock
+    from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1600, 1000)
+    for c, name in enumerate(mitosis_field["names"]):  # a microscope's long file names
+        viewer.add_image(mitosis_field["field"][c], name=name + "_with_a_long_acquisition_suffix")
+    docks = [WSCNNDock(viewer), DeepYeastDock(viewer)]
+    for dock, name in zip(docks, ("WSCNN", "DeepYeast")):
+        viewer.window.add_dock_widget(dock, name=name)
+        dock.tabs.setCurrentIndex(1)
+    qtbot.wait(300)
+    for dock in docks:
+        scroll = dock.tabs.currentWidget()
+        panel = scroll.widget()
+        assert dock.height() >= MIN_HEIGHT and scroll.viewport().height() > 150
+        assert panel.width() <= scroll.viewport().width() or scroll.horizontalScrollBar().maximum() > 0
+        for table in panel.findChildren(ResultsTable):
+            btn = table.save_btn
+            assert btn.mapTo(panel, btn.rect().topRight()).x() <= scroll.viewport().width()
+    assert abs(docks[0].width() - docks[1].width()) <= 2 and docks[0].width() < 560

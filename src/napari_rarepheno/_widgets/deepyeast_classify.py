@@ -102,7 +102,8 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         self.measure_btn.tooltip = "estimate the cells' diameter in the 'segment on' channel (a few seconds)"
         self.measure_btn.changed.connect(self.measure)
         self.diameter_row = Container(widgets=[self.diameter, self.measure_btn], layout="horizontal", labels=False,
-                                      label="cell diameter (px)")
+                                      label="diameter (px)")
+        self.diameter_row.tooltip = self.diameter.tooltip
         self.diameter_row.margins = (0, 0, 0, 0)
         self.diameter.changed.connect(self._on_diameter)
         self.device = DevicePicker()
