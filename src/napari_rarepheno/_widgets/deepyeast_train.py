@@ -34,7 +34,7 @@ def describe_class_folder(path: Path, channel_files=None) -> str:
 
 class DeepYeastTrainPanel(TrainPanel):
     kind = "deepyeast"
-    default_epochs = 10
+    default_epochs = 40  # with intensity augmentation (benchmarks/transfer.py: 20 epochs underfit)
     folder_label = "class folders"
 
     def folder_tooltip(self) -> str:

@@ -216,7 +216,7 @@ def add_parser(sub, train_sub) -> None:
     g.add_argument("--val-split", choices=["position", "random", "none"], default="position",
                    help="without --val: hold out whole positions/regions/groups (default), random cells, or none")
     p.add_argument("--val-fraction", type=float, default=0.15)
-    add_train_args(p, default_epochs=30)
+    add_train_args(p, default_epochs=40)
     add_crop_args(p, channels=False)
     p.add_argument("--clip-percentiles", default=None, help="per-channel clipping before normalisation, "
                    "e.g. 1,99.8 (as DeepLoc)")
@@ -227,8 +227,9 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--intensity-augment", action=argparse.BooleanOptionalAction, default=True,
                    help="vary gain, offset, gamma, saturation, blur and noise while training (default: yes), "
                    "for crops from other plates, microscopes and raw fields")
-    p.add_argument("--smooth", type=float, default=0.0, help="Gaussian smoothing (px) of every crop before "
-                   "scaling, stored in the model (evens out camera noise); default 0")
+    p.add_argument("--smooth", type=float, default=1.0, help="Gaussian smoothing (px) of every crop before "
+                   "scaling, stored in the model: evens out camera noise, which curated crops and raw fields "
+                   "differ by (default 1; 0 with --crop-scale none for the paper)")
     p.add_argument("--width", type=float, default=1.0, help="scale every layer's width (1 = the paper)")
     p.add_argument("--no-augment", action="store_true")
     p.set_defaults(func=cmd_train_deepyeast)

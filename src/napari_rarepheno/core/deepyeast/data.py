@@ -46,7 +46,7 @@ class DeepYeastOptions:
     crop_scale: str | None = "percentile"          # 'percentile': each crop's channels scaled | None (paper)
     scale_percentiles: tuple[float, float] = (1.0, 99.8)  # ... from these percentiles to 0..1 (model-stored)
     channel_names: list[str] | None = None         # what each channel is ("H2B", "tubulin"), kept in the model
-    smooth: float = 0.0                            # Gaussian sigma (px) on each crop before scaling (model-stored)
+    smooth: float = 1.0                            # Gaussian sigma (px) on each crop before scaling (model-stored)
 
 
 # ------------------------------------------------------------------------ loading
