@@ -201,3 +201,30 @@ def test_no_layer_selected_is_a_clear_message(make_napari_viewer, qtbot, wscnn_m
     qtbot.waitUntil(lambda: dock.model.ready, timeout=30_000)
     dock.infer.run_btn.native.click()
     assert "select one or more image layers" in shown[-1]
+
+
+def test_outlines_stand_out_and_results_follow_their_image(infer, qtbot, positive_image):
+    """Objects are outlines in one colour far from every saliency colour; the results of an image
+    layer the user has hidden start hidden (they would cover the image shown), its row shows them."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    from napari_rarepheno._layers import OUTLINE_COLOR
+
+    viewer, dock = infer
+    panel = dock.infer
+    viewer.add_image(positive_image[::-1].copy(), name="hidden", visible=False)
+    panel.positive_only.value = False
+    panel.run_layers([viewer.layers["cells"], viewer.layers["hidden"]])
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    assert panel.state.value == "done", panel.job.error
+    objects = viewer.layers["cells objects"]
+    assert objects.visible and objects.contour >= 2 and objects.opacity == 1
+    labels = np.unique(objects.data)[1:]
+    cyan = transform_color(OUTLINE_COLOR)[0][:3]
+    assert len(labels) and np.allclose(objects.colormap.map(labels)[:, :3], cyan)
+    inferno = viewer.layers["cells saliency"].colormap.colors[:, :3]
+    assert np.min(np.linalg.norm(inferno - cyan, axis=1)) > 0.5
+    assert not viewer.layers["hidden saliency"].visible and not viewer.layers["hidden objects"].visible
+    panel.images.select_row(panel._image_names().index("hidden"), emit=True)
+    assert viewer.layers["hidden"].visible and viewer.layers["hidden objects"].visible
+    assert viewer.layers["hidden saliency"].visible and viewer.layers["hidden peaks"].visible

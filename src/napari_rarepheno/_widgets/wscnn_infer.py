@@ -358,7 +358,8 @@ class WSCNNInferPanel(JobPanel, QWidget):
             self.segmented[c.source] = seg
         many = len(items) > 1
         self.shift_note.show_messages([f"{c.source}: {m}" if many else m for c, *_ in items for m in c.shift])
-        last = items[-1][0]
+        last = [it for it in items if it[3]] or items  # the last image the user sees
+        last = last[-1][0]
         self.prob_label.value = (f"{last.source}: P({last.class_names[last.positive]}) = {last.p_positive:.3f}"
                                  f" -> {last.predicted}")
         self._refresh_image_table(select=last.source)
