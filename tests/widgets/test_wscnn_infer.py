@@ -228,3 +228,44 @@ def test_outlines_stand_out_and_results_follow_their_image(infer, qtbot, positiv
     panel.images.select_row(panel._image_names().index("hidden"), emit=True)
     assert viewer.layers["hidden"].visible and viewer.layers["hidden objects"].visible
     assert viewer.layers["hidden saliency"].visible and viewer.layers["hidden peaks"].visible
+
+
+def test_slider_changes_resegment_in_a_worker_and_the_newest_wins(infer, qtbot, monkeypatch):
+    """Each slider change re-segments in a small worker (never the GUI thread); requests that
+    arrive while one runs replace each other, and a result older than the newest request is dropped."""
+    import time
+
+    from napari_rarepheno._widgets import wscnn_infer
+    from napari_rarepheno.core.inference.segment import smooth_saliency
+
+    viewer, dock = infer
+    panel = dock.infer
+    panel.positive_only.value = False
+    panel.run_layers([viewer.layers["cells"]])
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=60_000)
+    seen, applied = [], []
+    real = wscnn_infer.prepare_segmentation
+
+    def slow(c, cfg, positive_only):
+        seen.append((threading.current_thread(), cfg.threshold))
+        time.sleep(0.3)
+        return real(c, cfg, positive_only)
+
+    monkeypatch.setattr(wscnn_infer, "prepare_segmentation", slow)
+    real_apply = panel._apply
+    monkeypatch.setattr(panel, "_apply", lambda res, gen: applied.append(
+        (gen == panel._generation, [s.params["threshold"] for s in res or []])) or real_apply(res, gen))
+    for v in (0.25, 0.3, 0.35, 0.4, 0.45):
+        panel.threshold.value = v
+        panel.resegment()  # what the slider's 60 ms timer calls
+    qtbot.waitUntil(lambda: not panel.workers.busy and not panel.steps.busy
+                    and any(ok and t == [0.45] for ok, t in applied), timeout=20_000)
+    qtbot.wait(200)
+    qtbot.waitUntil(lambda: not panel.workers.busy and not panel.steps.busy, timeout=20_000)
+    thresholds = [t for _, t in seen]
+    assert thresholds[0] == 0.25 and thresholds[-1] == 0.45 and 0.3 not in thresholds and 0.35 not in thresholds
+    assert all(th is not threading.main_thread() for th, _ in seen)
+    assert (False, [0.25]) in applied  # finished after newer requests: not shown
+    want = 0.45 * float(smooth_saliency(panel.cache["cells"].saliency, float(panel.sigma.value)).max())
+    assert np.isclose(viewer.layers["cells objects"].metadata["rarepheno"]["threshold"], want, rtol=1e-5)
+    assert panel.segmented["cells"].params["threshold"] == 0.45
