@@ -288,19 +288,20 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         self.progress.bar.setFormat("showing the cells...")
         self.job.hold()
         self.steps.clear()
+        shown: dict = {}
 
         def put():
-            layer, show = _layers.add_or_update_hidden(self.viewer, prepared.layer, prepared.built)
-            self.steps.add(self._show_cells, layer, show, prepared, source, geom, keep=True, next=True)
+            shown["layer"], shown["show"] = _layers.add_or_update_hidden(self.viewer, prepared.layer, prepared.built)
+
+        def show():
+            if shown.get("show"):
+                shown["layer"].visible = True
 
         self.steps.add(put)
+        self.steps.add(show, keep=True)
+        self.steps.add(self._show_tables, shown, prepared, source, geom, keep=True)  # releases the job
 
-    def _show_cells(self, layer, show: bool, prepared, source: str, geom: dict):
-        if show:
-            layer.visible = True
-        self.steps.add(self._show_tables, layer, prepared, source, geom, keep=True, next=True)
-
-    def _show_tables(self, layer, prepared, source: str, geom: dict):
+    def _show_tables(self, shown: dict, prepared, source: str, geom: dict):
         result = prepared.result
         try:
             self.progress.finish(f"{len(result.rows)} cells classified")
@@ -314,7 +315,8 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
                 self.posteriors[source] = result.posterior[0]
                 self._show_posterior(source)
             self.cells_table.set_rows(*prepared.table)
-            self.cells_table.link_labels(self.viewer, layer)
+            if shown.get("layer") is not None:
+                self.cells_table.link_labels(self.viewer, shown["layer"])
         finally:
             self.job.release()
 

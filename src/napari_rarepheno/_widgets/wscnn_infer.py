@@ -333,7 +333,11 @@ class WSCNNInferPanel(JobPanel, QWidget):
             return
         self.progress.bar.setFormat("showing the results...")
         self.job.hold()  # DONE once the layers are shown
-        self._show_prepared(results, done=self._results_shown)
+        try:
+            self._show_prepared(results, done=self._results_shown)
+        except BaseException:
+            self.job.release()
+            raise
 
     def _results_shown(self, results):
         self.progress.finish(f"done: {len(results)} image(s)")
@@ -352,7 +356,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
         """Hand prepared results to napari, one layer per event-loop turn: ``items`` =
         [(Cached, Segmented, saliency layer data tuple, visible, {name: layer built in the worker})]."""
         self._generation += 1  # a re-segmentation still running is for the old results
-        self.steps.clear()  # (steps that show a hidden layer or end a job are kept)
+        self.steps.clear("segment")  # its layers are replaced (other images' results still come)
         for c, seg, *_ in items:
             self.cache[c.source] = c
             self.segmented[c.source] = seg
