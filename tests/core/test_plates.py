@@ -13,22 +13,30 @@ import tifffile
 
 from napari_rarepheno.core.datasets.synthetic import SimConfig
 from napari_rarepheno.core.errors import InputError, OutputError
-from napari_rarepheno.core.plates.layout import canonical_well, plate_shape, row_letters, well_name
+from napari_rarepheno.core.plates.layout import (
+    canonical_well,
+    plate_shape,
+    row_letters,
+    well_name,
+)
 from napari_rarepheno.core.plates.reading import read_plate
-from napari_rarepheno.core.plates.synthetic import PlateSim, render_plate_field, simulate_plate
+from napari_rarepheno.core.plates.synthetic import (
+    SMALL_FIELDS,
+    PlateSim,
+    render_plate_field,
+    simulate_plate,
+)
 
-#: small fields a briefly trained WSCNN tells apart: few, elongated ellipses; half the objects
-#: of a positive field are circles
-PLATE_SIM = dict(height=64, width=80, grid=(2, 3), n_objects=(3, 6), size=(14, 18), rare_fraction=0.5,
-                 ellipse_ratio=(0.35, 0.55))
+#: small fields a briefly trained WSCNN tells apart (few, elongated ellipses; half the objects
+#: of a positive field are circles)
+PLATE_SIM = SMALL_FIELDS
 POSITIVE = ("A02", "B04", "C01")
 
 
 def tiny_plate(**kw) -> PlateSim:
     """A 3x4 plate, 2 fields per well, the rare phenotype in three wells."""
-    args = dict(sim=SimConfig(seed=11, **PLATE_SIM), rows=3, cols=4, fields=2, positive_wells=POSITIVE)
-    args.update(kw)
-    return PlateSim(**args)
+    args = {"sim": SimConfig(seed=11, **PLATE_SIM), "rows": 3, "cols": 4, "fields": 2, "positive_wells": POSITIVE}
+    return PlateSim(**{**args, **kw})
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -92,10 +100,9 @@ def test_folder_plate_by_regex_and_numbered_fields(tmp_path):
         read_plate(root, regex="_A01_")
     # two files claiming one field are refused, naming both
     _write(root / "other" / "run2_A01_site3.tif", np.zeros((16, 16), np.uint8))
-    with pytest.raises(InputError, match="two images are field 3 of well A01"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            read_plate(root, regex=r"_(?P<well>[A-P]\d{2})_site(?P<field>\d+)")
+    with pytest.raises(InputError, match="two images are field 3 of well A01"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read_plate(root, regex=r"_(?P<well>[A-P]\d{2})_site(?P<field>\d+)")
 
 
 def test_folder_plate_default_regex_and_refusals(tmp_path):
@@ -149,3 +156,152 @@ def test_zarr_plate_with_z_and_t_axes(tmp_path):
     assert np.array_equal(plate.fields[0].lazy().read_raw(2, 5, 3, 9), stack[0, :, 1, 2:5, 3:9])
     with pytest.raises(InputError, match="plane z=2 asked for.*2 plane"):
         read_plate(tmp_path / "tz.zarr", z=2).fields[0].read()
+
+
+# ------------------------------------------------------------------ per-well results
+@pytest.fixture(scope="module")
+def plate_model(tmp_path_factory) -> Path:
+    """A WSCNN trained briefly (8 epochs, 96 images per class) on fields like the plate's."""
+    from napari_rarepheno.core.datasets.synthetic import simulate
+    from napari_rarepheno.core.training.augment import AugmentConfig
+    from napari_rarepheno.core.training.trainer import TrainConfig
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, train_wscnn
+
+    root = tmp_path_factory.mktemp("plate-model")
+    simulate(root / "data", SimConfig(n_per_class=96, seed=5, **PLATE_SIM))
+    aug = AugmentConfig(rotation_ranges=[(-20.0, 20.0), (160.0, 200.0)], translate_px=8.0)
+    train_wscnn(root / "data", root / "m.safetensors", WSCNNOptions(augment=aug),
+                TrainConfig(epochs=8, device="cpu", seed=0, batch_size=16))
+    return root / "m.safetensors"
+
+
+@pytest.fixture(scope="module")
+def plates(tmp_path_factory) -> dict[str, Path]:
+    """The tiny plate (seed 12) as well folders and as OME-Zarr (read-only for the tests)."""
+    root = tmp_path_factory.mktemp("plates")
+    cfg = tiny_plate(sim=SimConfig(seed=12, **PLATE_SIM))
+    return {form: simulate_plate(root / form, cfg, form) for form in ("folder", "zarr")}
+
+
+def test_wells_rank_the_positive_wells_first(plate_model, plates, tmp_path):
+    from napari_rarepheno.core.plates.wells import score_plate
+
+    seen = []
+    res = score_plate(plate_model, plates["folder"], tmp_path / "out", device="cpu", callback=seen.append)
+    assert res.complete and res.n_scored == 24 and seen[-1].batch == seen[-1].n_batches == 24
+    wells = rows_of(tmp_path / "out" / "wells.csv")
+    assert list(wells[0])[:4] == ["well", "n_fields", "n_positive_fields", "score"]
+    assert len(wells) == 12 and {w["well"] for w in wells[:3]} == set(POSITIVE)
+    scores = [float(w["score"]) for w in wells]
+    assert scores == sorted(scores, reverse=True) and [int(w["rank"]) for w in wells] == list(range(1, 13))
+    assert scores[2] > 0.5 > scores[3]
+    assert all(int(w["n_fields"]) == 2 for w in wells)
+    assert all(int(w["n_positive_fields"]) >= 1 for w in wells[:3])
+    assert sum(int(w["n_positive_fields"]) for w in wells[3:]) == 0
+    fields = rows_of(tmp_path / "out" / "fields.csv")
+    assert len(fields) == 24 and fields[0]["well"] == "A01" and fields[-1]["well"] == "C04"
+    for w in wells:  # the well's score is the max of its fields'
+        assert float(w["score"]) == max(float(f["score"]) for f in fields if f["well"] == w["well"])
+    png = (tmp_path / "out" / "plate.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and res.heatmap == tmp_path / "out" / "plate.png"
+    assert not (tmp_path / "out" / "fields.partial.csv").exists()
+    # the same plate as OME-Zarr gives the same numbers (same pixels)
+    z = score_plate(plate_model, plates["zarr"], None, device="cpu")
+    assert [(w["well"], w["score"]) for w in z.wells] == [(w["well"], float(w["score"])) for w in wells]
+    with pytest.raises(OutputError, match="exist already.*--resume"):
+        score_plate(plate_model, plates["folder"], tmp_path / "out", device="cpu")
+
+
+def test_dask_workers_give_the_same_rows_and_load_the_model_once_each(plate_model, plates, tmp_path, monkeypatch):
+    from napari_rarepheno.core.io import modelfile
+    from napari_rarepheno.core.plates.wells import score_plate
+
+    one = score_plate(plate_model, plates["zarr"], tmp_path / "one", device="cpu")
+    loads = []
+    real = modelfile.load_model
+    monkeypatch.setattr(modelfile, "load_model", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    two = score_plate(plate_model, plates["zarr"], tmp_path / "two", device="cpu", workers=2, processes=False)
+    assert two.complete and two.n_scored == 24
+    for name in ("wells.csv", "fields.csv"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+    assert one.wells == two.wells
+    # the client loads it once (as_loaded), each of the 2 worker threads once: not once per field
+    assert 2 <= len(loads) <= 3
+
+
+def test_a_stopped_run_resumes_to_the_same_rows(plate_model, plates, tmp_path):
+    from napari_rarepheno.core.plates.wells import score_plate
+    from napari_rarepheno.core.progress import CancelToken
+
+    full = score_plate(plate_model, plates["folder"], None, device="cpu")
+    token = CancelToken()
+
+    def stop_after_7(p):
+        if p.batch >= 7:
+            token.cancel()
+    out = tmp_path / "out"
+    part = score_plate(plate_model, plates["folder"], out, device="cpu", callback=stop_after_7, cancel=token)
+    assert not part.complete and len(part.fields) == 7
+    assert len(rows_of(out / "fields.partial.csv")) == 7 and len(rows_of(out / "wells.csv")) == 4
+    with open(out / "fields.partial.csv", "a") as fh:  # a kill cut the last line
+        fh.write("B01,1,/x")
+    with pytest.raises(InputError, match="choose one"):
+        score_plate(plate_model, plates["folder"], out, resume=True, overwrite=True)
+    done = score_plate(plate_model, plates["folder"], out, device="cpu", resume=True)
+    assert done.complete and done.n_scored == 24 - 7
+    assert done.wells == full.wells and done.fields == full.fields
+    assert not (out / "fields.partial.csv").exists()
+    again = score_plate(plate_model, plates["folder"], out, device="cpu", resume=True)  # nothing left to do
+    assert again.n_scored == 0 and again.wells == full.wells
+
+
+def test_well_scores_from_field_rows():
+    from napari_rarepheno.core.plates.wells import FieldSpec, well_rows
+
+    spec = FieldSpec("wscnn", ("negative", "positive"))
+
+    def f(well, field, p):
+        return {"well": well, "field": field, "p_negative": f"{1 - p:.6f}", "p_positive": f"{p:.6f}"}
+    rows = [f("A01", "1", 0.9), f("A01", "2", 0.1), f("A01", "3", 0.1),
+            f("B01", "1", 0.6), f("B01", "2", 0.6), f("B01", "3", 0.6),
+            f("A02", "1", 0.9), f("A02", "2", 0.7), f("A02", "3", 0.2)]
+    by_max = well_rows(spec, rows)
+    # A01 and A02 tie on the max: the one with more positive fields comes first
+    assert [r["well"] for r in by_max] == ["A02", "A01", "B01"]
+    assert [r["n_positive_fields"] for r in by_max] == [2, 1, 3] and by_max[1]["top_field"] == "1"
+    assert by_max[0]["mean_score"] == pytest.approx(0.6)
+    assert [r["well"] for r in well_rows(spec, rows, well_score="mean")] == ["B01", "A02", "A01"]
+    q = well_rows(spec, rows, well_score="q50")
+    assert [r["well"] for r in q] == ["A02", "B01", "A01"] and q[0]["score"] == pytest.approx(0.7)
+    assert well_rows(spec, rows, target="negative")[0]["well"] == "A01"
+    with pytest.raises(InputError, match="--well-score must be"):
+        well_rows(spec, rows, well_score="median")
+    with pytest.raises(InputError, match="unknown class"):
+        well_rows(spec, rows, target="mitotic")
+
+
+def test_deepyeast_wells_are_the_papers_aggregation_of_their_cells(deepyeast_model, yeast_data, tmp_path):
+    import shutil
+
+    from napari_rarepheno.core.deepyeast.aggregate import aggregate, posterior_table
+    from napari_rarepheno.core.plates.wells import score_plate
+
+    fields = sorted(p for p in (yeast_data / "fields").glob("*.tif") if not p.stem.endswith("_labels"))
+    assert len(fields) == 4
+    for k, p in enumerate(fields):  # two wells of two fields
+        dest = tmp_path / "plate" / ("A01" if k < 2 else "B03")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, dest / p.name)
+    res = score_plate(deepyeast_model, tmp_path / "plate", tmp_path / "out", device="cpu")
+    wells, cells = rows_of(tmp_path / "out" / "wells.csv"), rows_of(tmp_path / "out" / "cells.csv")
+    names = [c[2:] for c in wells[0] if c.startswith("p_")]
+    assert len(names) == len(res.fields[0]) - 8 and {"class", "compartments", "n_cells"} <= set(wells[0])
+    assert [w["well"] for w in wells] != [] and sorted(w["well"] for w in wells) == ["A01", "B03"]
+    assert sum(int(w["n_cells"]) for w in wells) == len(cells) > 10
+    for w in wells:
+        mine = [c for c in cells if c["well"] == w["well"]]
+        p = np.array([[float(c[f"p_{n}"]) for n in names] for c in mine])
+        post = posterior_table(aggregate(p / p.sum(1, keepdims=True), [w["well"]] * len(p), names))[0]
+        assert w["class"] == post["map_class"]
+        assert float(w[f"p_{post['map_class']}"]) == pytest.approx(post[f"p_{post['map_class']}"], abs=1e-6)
+        assert float(w["score"]) == pytest.approx(post["map_prob"], abs=1e-6)

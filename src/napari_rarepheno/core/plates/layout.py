@@ -7,7 +7,7 @@ folders) too. Rows run A..Z, then AA..AF for 1536-well plates.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..errors import InputError
 

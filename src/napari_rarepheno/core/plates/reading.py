@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from ..io.files import entry_path, image_entries
 from ..io.folders import read_entry, token_pattern
 from ..progress import CancelToken, ProgressCallback, report_items
 from .layout import canonical_well, is_well, natural_key, plate_shape, well_sort_key
+
+if TYPE_CHECKING:
+    from ..inference.tiling import LazyImage
 
 #: MetaXpress-style names: ``<plate>_<well>_s<field>[_w<channel>].tif``
 DEFAULT_REGEX = r"_(?P<well>[A-Pa-p]\d{1,2})_s(?P<field>\d+)"
