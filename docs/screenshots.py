@@ -100,9 +100,9 @@ def shot_wscnn_infer(model: Path, image: Path, out: Path, truth=(), viewer=None)
         dock.infer.run_btn.native.click()
         pump(0.5, until=lambda: dock.infer.worker is None)
         if truth:  # on top of the results
-            from napari_rarepheno._sample_data import _boxes_layer
+            from napari_rarepheno._sample_data import boxes_layer
 
-            data, kw, _ = _boxes_layer(truth, "rare objects (truth)", "#a0ff40")
+            data, kw, _ = boxes_layer(truth, "rare objects (truth)", "#a0ff40")
             viewer.add_shapes(data, **kw)
         dock.infer.objects.select_row(0, emit=True)
         viewer.reset_view()
@@ -112,7 +112,6 @@ def shot_wscnn_infer(model: Path, image: Path, out: Path, truth=(), viewer=None)
 # ------------------------------------------------------------------- DeepYeast
 def shot_deepyeast(model: Path, out: Path, viewer=None) -> Path:
     from napari_rarepheno import _sample_data
-    from napari_rarepheno._widgets.deepyeast_classify import TWO_LAYERS
     from napari_rarepheno._widgets.deepyeast_dock import DeepYeastDock
 
     with _Viewer(viewer) as viewer:
@@ -125,8 +124,7 @@ def shot_deepyeast(model: Path, out: Path, viewer=None) -> Path:
                          blending="additive")
         dock.tabs.setCurrentIndex(1)
         c = dock.classify
-        c.mode.value = TWO_LAYERS
-        c.marker_layer.value, c.protein_layer.value = "marker", "protein"
+        c.channels.rows[0].value, c.channels.rows[1].value = "marker", "protein"  # the channel mapping
         c.run_btn.native.click()
         pump(0.5, until=lambda: c.worker is None)
         c.cells_table.select_row(0, emit=True)
@@ -221,15 +219,15 @@ def main(argv=None) -> int:
     crops = HERE.parents[1] / "shared" / "data" / "mitosis-crops"
     if crops.is_dir():  # the project's shared HeLa crops (not shipped with the plugin)
         os.environ.setdefault("RAREPHENO_MITOSIS_CROPS", str(crops))
-    from napari_rarepheno.cli.demo import _first_image, _truth_boxes
+    from napari_rarepheno.cli.demo import first_image, truth_boxes
 
     if "train" in want:  # the demo's data set, trained again through the dock
         shot_wscnn_train(work / "data", images / "wscnn-train.png", epochs=8,
                          model_out=work / "train-shot.safetensors")
     if "infer" in want:
-        pos = _first_image(work / "data" / "test" / "positive")
+        pos = first_image(work / "data" / "test" / "positive")
         shot_wscnn_infer(work / "model.safetensors", pos, images / "wscnn-infer.png",
-                         _truth_boxes(work / "data" / "test", pos))
+                         truth_boxes(work / "data" / "test", pos))
     if want & {"deepyeast", "explore"}:
         ys = yeast_sets(work)
         if "deepyeast" in want:

@@ -42,7 +42,6 @@ def boxes_layer(boxes, name: str, color: str, edge_width: float = 1.5) -> tuple:
                     "edge_width": edge_width, "metadata": result_meta("truth", name)}, "shapes")
 
 
-_boxes_layer = boxes_layer  # the old name (docs/screenshots.py still imports it)
 
 
 def wscnn_image(positive: bool, index: int = 7) -> tuple[np.ndarray, list]:

@@ -54,9 +54,6 @@ def truth_boxes(split_dir: Path, image: Path) -> list[tuple[int, int, int, int]]
                 if r["image"] == rel and r.get("kind", "rare") == "rare"]
 
 
-_first_image, _truth_boxes = first_image, truth_boxes  # the old names (docs/screenshots.py imports them)
-
-
 def _pump(seconds: float) -> None:
     from qtpy.QtWidgets import QApplication
 
