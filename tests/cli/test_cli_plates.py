@@ -66,3 +66,13 @@ def test_plate_from_a_folder_by_regex_level_and_refusals(model, tmp_path, capsys
     with pytest.raises(SystemExit) as e:
         main(["plate", str(model), str(plate), "--out", str(out), "--workers", "2", "--scheduler", "tcp://x:1"])
     assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_rank_on_two_dask_workers_writes_the_same_rows(model, tmp_path):
+    images = _plate(tmp_path, "folder")  # 12 images in well folders
+    assert main(["rank", str(model), str(images), "--out", str(tmp_path / "one.csv"), "--device", "cpu",
+                 "--batch-size", "5", "--quiet"]) == 0
+    assert main(["rank", str(model), str(images), "--out", str(tmp_path / "two.csv"), "--device", "cpu",
+                 "--batch-size", "5", "--workers", "2", "--quiet"]) == 0
+    one, two = (tmp_path / "one.csv").read_text(), (tmp_path / "two.csv").read_text()
+    assert one == two and len(one.splitlines()) == 13

@@ -38,7 +38,8 @@ def cmd_rank(args) -> int:
         rows = rank_images(args.model, args.inputs, args.out, score=args.score, target=args.target,
                            batch_size=args.batch_size, device=args.device, tta=args.tta, resume=args.resume,
                            overwrite=args.overwrite, callback=count_bar("scoring", args.quiet), cancel=token,
-                           channel_files=tokens(args.channel_files))
+                           channel_files=tokens(args.channel_files), workers=args.workers,
+                           scheduler=args.scheduler)
     if not args.quiet:
         cols = ["rank", "image", "label", "predicted", "score"]
         _print_rows(rows, cols, args.show)
@@ -198,6 +199,9 @@ def add_parser(sub, train_sub) -> None:
     p.add_argument("--show", type=int, default=10, help="rows to print")
     p.add_argument("--channel-files", default=None, help="images stored one file per channel: substrings or "
                    "regexes naming each channel's file, e.g. _Crfp,_Cgfp (default: the model's)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="score on a local Dask cluster of N processes")
+    where.add_argument("--scheduler", default=None, help="score on the Dask cluster at this address")
     _tta(p)
     _common(p)
     p.set_defaults(func=cmd_rank)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, RarephenoError
-from ..progress import CancelToken
+from ..progress import CancelToken, report_items
 
 if TYPE_CHECKING:
     from ..io.modelfile import LoadedModel
@@ -144,3 +144,38 @@ def stream(client, func: Callable, items: Sequence, *args, name: str = "task", i
     finally:
         if live:
             client.cancel([f for _, f in live.values()])
+
+
+# ------------------------------------------------------------------ image files (rank)
+def _score_chunk(files: list, model_path: str, batch_size: int, device: str, tta: bool) -> list:
+    """What a worker runs for :func:`score_files`: the probabilities of a chunk of files."""
+    from .scoring import score_stream  # deferred: loads torch
+
+    lm = cached_model(model_path)
+    return [p for _, p in score_stream(lm, files, batch_size=batch_size, device=device, tta=tta)]
+
+
+def score_files(model, files: Sequence, *, batch_size: int = 16, device: str = "auto", tta: bool = False,
+                workers: int | None = None, scheduler: str | None = None, processes: bool = True,
+                callback=None, cancel: CancelToken | None = None) -> Iterator[tuple[Any, Any]]:
+    """:func:`.scoring.score_stream` on a Dask cluster: ``(file, probabilities)`` for every
+    file, in input order. Each task scores ``batch_size`` consecutive files (one batch, as
+    one process would batch same-sized images, so the numbers are the same bit for bit);
+    results that finish early wait for the ones before them (a few chunks at most)."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    path = model_file(model)
+    chunks = [list(files[i:i + batch_size]) for i in range(0, len(files), batch_size)]
+    waiting: dict[int, list] = {}
+    nxt, done = 0, 0
+    with dask_client(workers, scheduler, processes=processes) as client:
+        if client is None:
+            raise InputError("score_files runs on Dask: give workers=N or a scheduler address")
+        for i, probs in stream(client, _score_chunk, chunks, path, batch_size, device, tta, name="files",
+                               cancel=cancel):
+            waiting[i] = probs
+            while nxt in waiting:
+                yield from zip(chunks[nxt], waiting.pop(nxt))
+                done += len(chunks[nxt])
+                nxt += 1
+                report_items(callback, done, len(files))

@@ -25,6 +25,7 @@ from ..errors import InputError
 from ..io.modelfile import as_loaded
 from ..io.tables import write_csv
 from ..progress import CancelToken, Progress, ProgressCallback, report_items
+from .distributed import score_files
 from .scoring import (
     SCORES,
     LabeledFile,
@@ -46,9 +47,10 @@ def partial_path(out: Path) -> Path:
 
 def _stream_rows(rows_of, model, files: list[LabeledFile], out: Path | None, fields: list[str], *,
                  resume: bool, overwrite: bool, batch_size: int, device: str, tta: bool, callback,
-                 cancel) -> list[dict]:
+                 cancel, workers: int | None = None, scheduler: str | None = None) -> list[dict]:
     """Score ``files`` (skipping those already in the partial file when resuming), turn each
-    into a row with ``rows_of(file, probs)``, append it to the partial CSV; return all rows."""
+    into a row with ``rows_of(file, probs)``, append it to the partial CSV; return all rows.
+    ``workers`` / ``scheduler``: score on Dask (:func:`.distributed.score_files`), same rows."""
     rows: list[dict] = []
     part = partial_path(out) if out is not None else None
     if out is not None:
@@ -72,8 +74,9 @@ def _stream_rows(rows_of, model, files: list[LabeledFile], out: Path | None, fie
 
         def prog(p: Progress) -> None:  # counts the images a resumed run had already scored
             report_items(callback, len(done) + p.batch, total, p.message)
-        for f, p in score_stream(model, todo, batch_size=batch_size, device=device, tta=tta, callback=prog,
-                                 cancel=cancel):
+        where = {} if workers is None and scheduler is None else {"workers": workers, "scheduler": scheduler}
+        for f, p in (score_files if where else score_stream)(model, todo, batch_size=batch_size, device=device,
+                                                             tta=tta, callback=prog, cancel=cancel, **where):
             row = rows_of(f, p)
             rows.append(row)
             if w is not None:
@@ -118,9 +121,12 @@ def _stored_channel_files(lm) -> list[str] | None:
 def rank_images(model, inputs: Sequence[str | Path], out: str | Path | None = None, *, score: str = "probability",
                 target: str | None = None, batch_size: int = 16, device: str = "auto", tta: bool = False,
                 resume: bool = False, overwrite: bool = False, callback: ProgressCallback = None,
-                cancel: CancelToken | None = None, channel_files: Sequence[str] | None = None) -> list[dict]:
+                cancel: CancelToken | None = None, channel_files: Sequence[str] | None = None,
+                workers: int | None = None, scheduler: str | None = None) -> list[dict]:
     """Score every image of ``inputs`` (files or folders, recursive) and sort, highest first.
     ``channel_files``: images stored one file per channel (default: the model's patterns).
+    ``workers`` / ``scheduler``: score on a local Dask cluster of N processes / the cluster at
+    that address (:mod:`.distributed`); the rows are the same.
 
     Rows: rank, image, label (the parent folder when it is a class), predicted, score,
     entropy and ``p_<class>`` for every class. ``target`` picks the class whose probability
@@ -142,7 +148,8 @@ def rank_images(model, inputs: Sequence[str | Path], out: str | Path | None = No
 
     out = Path(out) if out is not None else None
     rows = _stream_rows(row, lm, files, out, fields, resume=resume, overwrite=overwrite, batch_size=batch_size,
-                        device=device, tta=tta, callback=callback, cancel=cancel)
+                        device=device, tta=tta, callback=callback, cancel=cancel, workers=workers,
+                        scheduler=scheduler)
     return _finish(rows, "score", out, fields, complete=len(rows) == len(files))
 
 
