@@ -263,9 +263,10 @@ def test_slider_changes_resegment_in_a_worker_and_the_newest_wins(infer, qtbot, 
     qtbot.wait(200)
     qtbot.waitUntil(lambda: not panel.workers.busy and not panel.steps.busy, timeout=20_000)
     thresholds = [t for _, t in seen]
-    assert thresholds[0] == 0.25 and thresholds[-1] == 0.45 and 0.3 not in thresholds and 0.35 not in thresholds
+    # the first request's worker may run (or see that it is stale already); the ones in between never do
+    assert set(thresholds) <= {0.25, 0.45} and thresholds[-1] == 0.45
     assert all(th is not threading.main_thread() for th, _ in seen)
-    assert (False, [0.25]) in applied  # finished after newer requests: not shown
+    assert all(not shown for shown, t in applied if t != [0.45])  # finished after newer requests: not shown
     want = 0.45 * float(smooth_saliency(panel.cache["cells"].saliency, float(panel.sigma.value)).max())
     assert np.isclose(viewer.layers["cells objects"].metadata["rarepheno"]["threshold"], want, rtol=1e-5)
     assert panel.segmented["cells"].params["threshold"] == 0.45
