@@ -197,6 +197,7 @@ def test_accept_reject_copies_and_undo(shapes, tmp_path):
     assert again["accepted"][0][0].name.endswith("_1.tif")
     assert all(Path(r["image"]).exists() for r in rows)  # the pool is untouched
     assert unlabel(again["accepted"]) == 1 and len(list((tmp_path / "labels" / "roundish").iterdir())) == 3
+    assert unlabel(got["rejected"]) == 1 and not (tmp_path / "labels" / "not_roundish").exists()  # emptied: gone
     with pytest.raises(InputError, match="both accepted and rejected"):
         accept_reject(idx.entries, [1], [1], tmp_path / "labels", "x")
     with pytest.raises(InputError, match="plain folder name"):

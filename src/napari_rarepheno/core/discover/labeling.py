@@ -100,7 +100,8 @@ def accept_reject(entries: Sequence, accepted: Sequence[int], rejected: Sequence
 
 
 def unlabel(written: Sequence[Path] | Sequence[Sequence[Path]]) -> int:
-    """Remove files an earlier call wrote (undo); returns how many were removed."""
+    """Remove files an earlier call wrote (undo), and a class folder left empty (training
+    refuses empty class folders); returns how many files were removed."""
     n = 0
     for w in written:
         for p in ([w] if isinstance(w, (str, Path)) else w):
@@ -108,4 +109,6 @@ def unlabel(written: Sequence[Path] | Sequence[Sequence[Path]]) -> int:
             if p.is_file():
                 p.unlink()
                 n += 1
+            if p.parent.is_dir() and not any(p.parent.iterdir()):
+                p.parent.rmdir()
     return n

@@ -480,10 +480,11 @@ def build_index(model, folder: str | Path, *, channel_files: Sequence[str] | Non
     cache.mkdir(parents=True, exist_ok=True)
     with staged_dir(target, overwrite=True) as stage:
         writer = IndexWriter(stage, len(items))
-        done = 0
+        done, crop_shape = 0, None
         for start, x in read_batches(embedder.read, items, batch_size):
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("index build stopped by the user")
+            crop_shape = crop_shape or [int(v) for v in x.shape[1:]]
             v, p = embedder(x)
             writer.add(start, v, p)
             done = start + len(x)
@@ -499,7 +500,7 @@ def build_index(model, folder: str | Path, *, channel_files: Sequence[str] | Non
                 "folder": str(folder.resolve()), "model": _model_name(embedder), "identity": embedder.identity(),
                 "channel_files": list(channel_files or []), "channels": embedder.channels,
                 "class_names": list(embedder.class_names), "n": len(items), "dim": dim,
-                "standardized": standardize, "seconds": round(time.perf_counter() - t0, 3),
+                "standardized": standardize, "crop_shape": crop_shape, "seconds": round(time.perf_counter() - t0, 3),
                 "built": time.strftime("%Y-%m-%d %H:%M:%S"), **stats}
         (stage / "index.json").write_text(json.dumps(meta), encoding="utf-8")
     for old in cache.glob(f"{slot}-*"):  # the same folder and model, older contents
@@ -516,6 +517,28 @@ def _model_name(embedder: Embedder) -> str:
 
 
 # --------------------------------------------------------------------------- queries
+def cell_at(image: np.ndarray, y: float, x: float, shape: Sequence[int],
+            channels: Sequence[int] | None = None) -> np.ndarray:
+    """The (C, h, w) float crop centred on (y, x) of a (C, H, W) or (H, W) image (a field, a
+    mosaic, the gallery grid), zero outside it: a query cell picked in the viewer. ``shape``
+    (..., h, w): the pool's crop size; ``channels``: the pool's channels, taken when the image
+    has more."""
+    from ..io.images import to_float
+
+    img = to_float(np.asarray(image))
+    img = img[None] if img.ndim == 2 else img
+    if channels is not None and img.shape[0] > max(channels):
+        img = img[list(channels)]
+    h, w = int(shape[-2]), int(shape[-1])
+    c, H, W = img.shape
+    y0, x0 = int(round(y)) - h // 2, int(round(x)) - w // 2
+    out = np.zeros((c, h, w), np.float32)
+    ys, xs, ye, xe = max(0, y0), max(0, x0), min(H, y0 + h), min(W, x0 + w)
+    if ye > ys and xe > xs:
+        out[:, ys - y0:ye - y0, xs - x0:xe - x0] = img[:, ys:ye, xs:xe]
+    return out
+
+
 def query_entry(path: str | Path, channel_files: Sequence[str] | None = None):
     """The image a query file stands for: the file itself, or with ``channel_files`` the tuple
     of channel files (paired in its folder) that holds it."""
