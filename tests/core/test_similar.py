@@ -17,6 +17,7 @@ from napari_rarepheno.core.discover.labeling import accept_reject, unlabel
 from napari_rarepheno.core.discover.similar import (
     build_index,
     cache_root,
+    cell_at,
     more_like_this,
     search,
     unit_rows,
@@ -182,6 +183,16 @@ def test_array_query_and_channel_files(tmp_path):
     tifffile.imwrite(pool / "bar" / "notes.tif", shape_crop("bar", 0))  # in no channel's pattern
     with pytest.raises(InputError, match="matches none"):
         more_like_this(None, pool / "bar" / "notes.tif", pool, index=idx, channel_files=["_c0", "_c1"])
+
+
+def test_cell_at_cuts_the_pool_shape_with_its_channels():
+    field = np.zeros((3, 50, 60), np.uint8)
+    field[:, 20:28, 30:38] = [[[10]], [[200]], [[99]]]
+    c = cell_at(field, 23.5, 33.5, (2, 16, 16), channels=[0, 1])
+    assert c.shape == (2, 16, 16) and c.dtype == np.float32
+    assert np.isclose(c[1].max(), 200 / 255) and c[1].sum() == pytest.approx(64 * 200 / 255, rel=1e-5)
+    edge = cell_at(field[0], 0, 0, (16, 16))  # (H, W) image, window half outside: zeros there
+    assert edge.shape == (1, 16, 16) and not edge[:, :8].any()
 
 
 def test_accept_reject_copies_and_undo(shapes, tmp_path):
