@@ -46,6 +46,7 @@ from ..errors import Cancelled, InputError
 from ..io.atomic import staged_dir
 from ..io.files import entry_path, image_entries
 from ..io.folders import read_entry
+from ..io.images import to_float
 from ..io.tables import write_csv
 from ..progress import CancelToken, ProgressCallback, report_items
 
@@ -523,8 +524,6 @@ def cell_at(image: np.ndarray, y: float, x: float, shape: Sequence[int],
     mosaic, the gallery grid), zero outside it: a query cell picked in the viewer. ``shape``
     (..., h, w): the pool's crop size; ``channels``: the pool's channels, taken when the image
     has more."""
-    from ..io.images import to_float
-
     img = to_float(np.asarray(image))
     img = img[None] if img.ndim == 2 else img
     if channels is not None and img.shape[0] > max(channels):
