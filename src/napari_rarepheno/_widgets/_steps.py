@@ -45,6 +45,10 @@ class GuiSteps(QObject):
         a newer result replaces them."""
         self._queue = deque(it for it in self._queue if it[3] or (tags and it[2] not in tags))
 
+    def clear_if(self, test: Callable[[str], bool]) -> None:
+        """Drop the steps whose tag passes ``test`` (except the ``keep`` ones)."""
+        self._queue = deque(it for it in self._queue if it[3] or not test(it[2]))
+
     @property
     def busy(self) -> bool:
         return bool(self._queue)

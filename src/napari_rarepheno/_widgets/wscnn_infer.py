@@ -15,8 +15,9 @@ the network also runs in that worker: the objects, their features and table rows
 layers' data. The GUI thread only hands the prepared pieces to napari, one piece per
 event-loop turn (:class:`._steps.GuiSteps`), so the viewer keeps drawing. The threshold,
 smoothing and minimum-area controls re-segment the cached saliency in a small worker per
-change (the newest request wins; older ones are dropped) and update the Labels and Points
-layers in place: the network is never called again for a slider change. Result layers
+change (the newest request wins; older ones are dropped; the selected image first, each
+image shown as soon as it is ready) and update the Labels and Points layers in place: the
+network is never called again for a slider change. Result layers
 start visible only when their image layer is. Each image is also compared with the
 model's training images (brightness, object size): what differs is shown in orange and
 as a napari warning, and in the Images table, whose "objects" column counts the objects
@@ -356,7 +357,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
         """Hand prepared results to napari, one layer per event-loop turn: ``items`` =
         [(Cached, Segmented, saliency layer data tuple, visible, {name: layer built in the worker})]."""
         self._generation += 1  # a re-segmentation still running is for the old results
-        self.steps.clear("segment")  # its layers are replaced (other images' results still come)
+        self.steps.clear_if(_segment_tag)  # its layers are replaced (other images' results still come)
         for c, seg, *_ in items:
             self.cache[c.source] = c
             self.segmented[c.source] = seg
@@ -497,17 +498,30 @@ class WSCNNInferPanel(JobPanel, QWidget):
             return None
         gen, items, cfg, positive_only = request
         self._seg_running = True
+        items = sorted(items, key=self._shown_first)
 
         def job(report):
-            out = []
             for c in items:
                 if gen != self._generation:  # a newer slider value came: drop this one
                     return None
-                out.append(prepare_segmentation(c, cfg, positive_only))
-            return out
+                report(prepare_segmentation(c, cfg, positive_only))  # shown as soon as it is ready
+            return None
 
-        return self.workers.start(job, name="segment saliency", on_done=lambda res: self._apply(res, gen),
+        def ready(seg):
+            if isinstance(seg, Segmented):
+                self._apply([seg], gen)
+
+        return self.workers.start(job, name="segment saliency", on_progress=ready,
                                   on_finished=self._segment_finished)
+
+    def _shown_first(self, c: Cached) -> tuple:
+        """Re-segmentation order: the selected image, then the shown ones, then the hidden."""
+        row = self.images.selected_row()
+        names = self._image_names()
+        selected = row is not None and row < len(names) and names[row] == c.source
+        key = f"{c.source} objects"
+        shown = key in self.viewer.layers and bool(self.viewer.layers[key].visible)
+        return (not selected, not shown)
 
     def _segment_finished(self):
         self._seg_running = False
@@ -517,24 +531,26 @@ class WSCNNInferPanel(JobPanel, QWidget):
     def _apply(self, results, gen):
         if not results or gen != self._generation:
             return  # a newer slider value is on its way
-        self.steps.clear("segment")  # an older slider value's layers not shown yet: replaced
+        tag = f"segment:{gen}"
+        self.steps.clear_if(lambda t: _segment_tag(t) and t != tag)  # older slider values: replaced
         for seg in results:
             if seg.source not in self.cache:
                 continue
             self.segmented[seg.source] = seg
-            self.steps.add(self._update_layer, seg.objects, tag="segment")
-            self.steps.add(self._update_layer, seg.peaks, tag="segment")
+            self.steps.add(self._update_layer, seg.objects, tag, tag=tag)
+            self.steps.add(self._update_layer, seg.peaks, tag, tag=tag)
         self._refresh_image_table()
         row = self.images.selected_row()
-        if row is not None:
-            self.steps.add(self._show_objects, self._image_names()[row], tag="segment")
+        names = self._image_names()
+        if row is not None and row < len(names) and names[row] in {seg.source for seg in results}:
+            self.steps.add(self._show_objects, names[row], tag=tag)
 
-    def _update_layer(self, ldt) -> None:
+    def _update_layer(self, ldt, tag: str = "segment") -> None:
         """Update (or add) one result layer in one step; a new one is shown in the next."""
         if ldt[1].get("name") in self.viewer.layers:
             _layers.add_or_update(self.viewer, ldt)
         else:
-            self._queue_layer(ldt, tag="segment")
+            self._queue_layer(ldt, tag=tag)
 
     # ----------------------------------------------------------------- tables
     def _image_names(self) -> list[str]:
@@ -607,6 +623,10 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self.steps.stop()
         self.objects.unlink_all()
         self.channels.disconnect_viewer()
+
+
+def _segment_tag(tag: str) -> bool:
+    return tag.startswith("segment")
 
 
 def _with_visible(ldt, visible: bool):
