@@ -122,7 +122,7 @@ def test_zarr_plate_written_by_ome_zarr(tmp_path, ngff):
     simulate_plate(tmp_path / "p.zarr", cfg, "zarr", ngff=ngff)
     assert (tmp_path / "p.zarr" / ("zarr.json" if ngff == "0.5" else ".zattrs")).is_file()
     plate = read_plate(tmp_path / "p.zarr")
-    assert plate.kind == "ome-zarr" and plate.shape == (3, 4) and len(plate) == 24
+    assert plate.kind == "ome-zarr" and plate.shape == (3, 4) and len(plate) == 24 and plate.name == "p.zarr"
     assert [f.key for f in plate.fields[:3]] == ["A01/0", "A01/1", "A02/0"]
     f = plate.fields[3]  # A02, field 1: a positive well
     full = f.read()
@@ -183,6 +183,7 @@ def plates(tmp_path_factory) -> dict[str, Path]:
     return {form: simulate_plate(root / form, cfg, form) for form in ("folder", "zarr")}
 
 
+@pytest.mark.slow  # the module's WSCNN trains for ~25-50 s once
 def test_wells_rank_the_positive_wells_first(plate_model, plates, tmp_path):
     from napari_rarepheno.core.plates.wells import score_plate
 
@@ -212,6 +213,7 @@ def test_wells_rank_the_positive_wells_first(plate_model, plates, tmp_path):
         score_plate(plate_model, plates["folder"], tmp_path / "out", device="cpu")
 
 
+@pytest.mark.slow  # the module's WSCNN trains for ~25-50 s once
 def test_dask_workers_give_the_same_rows_and_load_the_model_once_each(plate_model, plates, tmp_path, monkeypatch):
     from napari_rarepheno.core.io import modelfile
     from napari_rarepheno.core.plates.wells import score_plate
@@ -229,6 +231,7 @@ def test_dask_workers_give_the_same_rows_and_load_the_model_once_each(plate_mode
     assert 2 <= len(loads) <= 3
 
 
+@pytest.mark.slow  # the module's WSCNN trains for ~25-50 s once
 def test_a_stopped_run_resumes_to_the_same_rows(plate_model, plates, tmp_path):
     from napari_rarepheno.core.plates.wells import score_plate
     from napari_rarepheno.core.progress import CancelToken
@@ -305,3 +308,23 @@ def test_deepyeast_wells_are_the_papers_aggregation_of_their_cells(deepyeast_mod
         assert w["class"] == post["map_class"]
         assert float(w[f"p_{post['map_class']}"]) == pytest.approx(post[f"p_{post['map_class']}"], abs=1e-6)
         assert float(w["score"]) == pytest.approx(post["map_prob"], abs=1e-6)
+
+
+@pytest.mark.slow  # the module's WSCNN trains for ~25-50 s once
+def test_big_fields_go_through_the_lazy_tiled_path_with_the_same_scores(plate_model, plates, monkeypatch):
+    from napari_rarepheno.core.inference import lazy
+    from napari_rarepheno.core.plates import wells
+    from napari_rarepheno.core.plates.reading import read_plate
+
+    plate = read_plate(plates["zarr"])
+    plate.fields = plate.fields[:4]
+    whole = wells.score_plate(plate_model, plate, None, device="cpu", precision="fp32")
+    calls = []
+    monkeypatch.setattr(wells, "LAZY_PIXELS", 0)  # every field counts as big
+    orig = lazy.predict_wscnn_lazy
+    monkeypatch.setattr(lazy, "predict_wscnn_lazy", lambda *a, **k: calls.append(k["tile"]) or orig(*a, **k))
+    tiled = wells.score_plate(plate_model, plate, None, device="cpu", precision="fp32")
+    assert calls == [wells.LAZY_TILE] * 4
+    for a, b in zip(whole.fields, tiled.fields):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+        assert abs(a["peak_y"] - b["peak_y"]) <= 1 and abs(a["peak_x"] - b["peak_x"]) <= 1

@@ -57,7 +57,9 @@ def plate_heatmap(wells: Sequence[dict], shape: tuple[int, int], out: str | Path
         if i < rows and j < cols:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.4))
             if cols <= 24:
-                ax.text(j, i, str(r["rank"]), ha="center", va="center", fontsize=6, color="black")
+                light = np.isfinite(grid[i, j]) and grid[i, j] > 0.5 * ((vmin or 0.0) + (vmax or 1.0))
+                ax.text(j, i, str(r["rank"]), ha="center", va="center", fontsize=6,
+                        color="black" if light else "white")
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     cb.set_label(label, fontsize=8)
     cb.ax.tick_params(labelsize=7)

@@ -87,7 +87,7 @@ def simulate_plate(out: str | Path, cfg: PlateSim | None = None, form: str = "fo
     total = len(wells) * cfg.fields
     with staged_dir(out, overwrite=overwrite) as stage:
         if form == "zarr":
-            _write_zarr(stage, cfg, ngff, callback, cancel)
+            _write_zarr(stage, Path(out).name, cfg, ngff, callback, cancel)
         else:
             for k, (well, f) in enumerate((w, f) for w in wells for f in range(cfg.fields)):
                 if cancel is not None:
@@ -105,7 +105,7 @@ def simulate_plate(out: str | Path, cfg: PlateSim | None = None, form: str = "fo
     return Path(out)
 
 
-def _write_zarr(stage: Path, cfg: PlateSim, ngff: str, callback, cancel) -> None:
+def _write_zarr(stage: Path, name: str, cfg: PlateSim, ngff: str, callback, cancel) -> None:
     import zarr  # deferred: loads zarr
     from ome_zarr.format import FormatV04, FormatV05  # deferred: loads ome-zarr
     from ome_zarr.writer import (  # deferred: loads ome-zarr
@@ -121,7 +121,7 @@ def _write_zarr(stage: Path, cfg: PlateSim, ngff: str, callback, cancel) -> None
     rows = [row_letters(r) for r in range(cfg.rows)]
     cols = [str(c + 1) for c in range(cfg.cols)]
     paths = [f"{r}/{c}" for r in rows for c in cols]
-    write_plate_metadata(root, rows, cols, paths, fmt=fmt, field_count=cfg.fields, name=stage.name)
+    write_plate_metadata(root, rows, cols, paths, fmt=fmt, field_count=cfg.fields, name=name)
     total, k = len(paths) * cfg.fields, 0
     for well, path in zip(cfg.wells, paths):
         r, c = path.split("/")

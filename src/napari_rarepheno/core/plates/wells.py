@@ -112,7 +112,8 @@ def score_field(lm, plate_field: PlateField, spec: FieldSpec) -> FieldRecord:
         img = plate_field.lazy()
         _, H, W = img.shape
         if H * W > LAZY_PIXELS and getattr(lm.model.config, "head", "max") == "max":
-            pred = predict_wscnn_lazy(lm, img, tile=LAZY_TILE, saliency=True, saliency_mode="cam",
+            # the array-like, not the LazyImage: the lazy path then applies the model's channel selection
+            pred = predict_wscnn_lazy(lm, img.array, tile=LAZY_TILE, saliency=True, saliency_mode="cam",
                                       device=spec.device, precision=spec.precision)
         else:
             pred = predict_wscnn(lm, img.read_raw(0, H, 0, W), saliency=True, saliency_mode="cam",
