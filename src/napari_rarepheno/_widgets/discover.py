@@ -7,8 +7,11 @@
 * **Gallery** tab (:mod:`.discover_gallery`): crops of the salient cells across many
   images as one grid layer framed in cluster colours, a t-SNE scatter linked to it,
   and "save cluster as class".
+* **Similar** tab (:mod:`.discover_similar`): more like this (the nearest cells of a folder
+  to one cell) with accept/reject keys, and a labelling loop on the cells to label next,
+  retraining in the background.
 
-Both tabs share the model chosen at the top (a WSCNN or a DeepYeast file). Nothing
+The tabs share the model chosen at the top (a WSCNN or a DeepYeast file). Nothing
 here imports torch at import time; the engine runs in thread workers.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ._model import ModelSlot
 from ._paths import MODEL_FILES, PathPicker
 from .discover_gallery import GalleryPanel
 from .discover_review import ReviewPanel
+from .discover_similar import SimilarPanel
 
 
 def describe_model(path: Path) -> str:
@@ -75,15 +79,19 @@ class DiscoverDock(Dock):
         self.layout().insertWidget(0, self.header.native)
         self.review = self.add_tab(ReviewPanel(napari_viewer, self.model, self.workers), "Review")
         self.gallery = self.add_tab(GalleryPanel(napari_viewer, self.model, self.workers), "Gallery")
+        self.similar = self.add_tab(SimilarPanel(napari_viewer, self.model, self.workers, self.gallery), "Similar")
         self.tabs.currentChanged.connect(self._on_tab)
         self.setMinimumWidth(540)  # room for the ranking table's columns
 
     def _on_tab(self, index: int) -> None:
-        # the y/n review keys belong to the Review tab
-        if self.panels()[index] is self.review:
-            self.review.bind_keys()
-        else:
-            self.review.unbind_keys()
+        # the y/n review keys belong to the Review tab, the labelling keys to the Similar tab
+        # (release first, so that the shown tab's bindings remember napari's own keys)
+        shown = self.panels()[index]
+        for panel in (self.review, self.similar):
+            if panel is not shown:
+                panel.unbind_keys()
+        if shown in (self.review, self.similar):
+            shown.bind_keys()
 
     def set_model(self, path) -> None:
         self.model_path.path = path
