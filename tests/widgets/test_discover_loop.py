@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import test_jobs  # the job state machine every panel shares
 
 from napari_rarepheno._widgets.discover import DiscoverDock
 from napari_rarepheno._widgets.discover_similar import FRAMES_LAYER, GRID_LAYER, grid
@@ -18,6 +19,17 @@ pytestmark = pytest.mark.gui
 
 def wait_idle(qtbot, panel, timeout=120_000):
     qtbot.waitUntil(lambda: panel.worker is None and not panel.running, timeout=timeout)
+
+
+def test_similar_panel_shares_the_job_states_and_greys_out_its_buttons(make_napari_viewer, qtbot):
+    test_jobs.test_every_panel_shares_the_job_states(make_napari_viewer, qtbot, DiscoverDock, "similar")
+    _, _, panel = test_jobs.open_panel(make_napari_viewer, DiscoverDock, "similar")
+    job = test_jobs.Gated()
+    panel.start_job(job, lambda r: None, "gated", job.cancel)
+    assert not any(b.enabled for b in (panel.suggest_btn, panel.retrain_btn, panel.like_row_btn, panel.pick_btn))
+    job.release.set()
+    qtbot.waitUntil(lambda: not panel.running, timeout=10_000)
+    assert all(b.enabled for b in (panel.suggest_btn, panel.retrain_btn, panel.like_row_btn, panel.pick_btn))
 
 
 def test_grid_tiles_and_colours():
