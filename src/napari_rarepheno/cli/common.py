@@ -280,3 +280,23 @@ def refuse_overwrite(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise OutputError("exists already; pass --overwrite to replace it", path)
     ensure_writable_dir(path.parent, create=False)
+
+
+def print_rows(rows: list[dict], columns: list[str], n: int) -> None:
+    """The first ``n`` rows as an aligned text table (floats to 4 decimals, an ``image`` column
+    as its last 60 characters), and how many more there are."""
+    def fmt(row: dict, c: str) -> str:
+        v = row.get(c, "")
+        if c == "image":
+            return Path(str(v)).as_posix()[-60:]
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    shown = [[fmt(r, c) for c in columns] for r in rows[:n]]
+    if not shown:
+        return
+    widths = [max(len(c), *(len(s[i]) for s in shown)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for s in shown:
+        print("  ".join(v.ljust(w) for v, w in zip(s, widths)))
+    if len(rows) > n:
+        print(f"... {len(rows) - n} more")

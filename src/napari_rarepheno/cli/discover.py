@@ -12,23 +12,7 @@ from ..core.discover.suggest import suggest_labels
 from ..core.inference.segment import SaliencyConfig
 from ..core.io.folders import parse_channels
 from ..core.progress import CancelToken
-from .common import TrainBar, count_bar, ctrl_c_cancels, fail, refuse_overwrite, tokens
-
-
-def _print_rows(rows: list[dict], columns: list[str], n: int) -> None:
-    def fmt(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    shown = [[fmt(r.get(c, "")) if c != "image" else Path(str(r[c])).as_posix()[-60:] for c in columns]
-             for r in rows[:n]]
-    if not shown:
-        return
-    widths = [max(len(c), *(len(s[i]) for s in shown)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for s in shown:
-        print("  ".join(v.ljust(w) for v, w in zip(s, widths)))
-    if len(rows) > n:
-        print(f"... {len(rows) - n} more")
+from .common import TrainBar, count_bar, ctrl_c_cancels, fail, print_rows, refuse_overwrite, tokens
 
 
 def cmd_rank(args) -> int:
@@ -42,7 +26,7 @@ def cmd_rank(args) -> int:
                            scheduler=args.scheduler)
     if not args.quiet:
         cols = ["rank", "image", "label", "predicted", "score"]
-        _print_rows(rows, cols, args.show)
+        print_rows(rows, cols, args.show)
     print(f"wrote {args.out} ({len(rows)} image(s){', stopped early' if token.cancelled else ''})", file=sys.stderr)
     return 130 if token.cancelled else 0
 
@@ -56,7 +40,7 @@ def cmd_mislabels(args) -> int:
                               callback=count_bar("scoring", args.quiet), cancel=token,
                               channel_files=tokens(args.channel_files))
     if not args.quiet:
-        _print_rows(rows, ["rank", "image", "label", "suggested", "suspicion"], args.show)
+        print_rows(rows, ["rank", "image", "label", "suggested", "suspicion"], args.show)
     print(f"wrote {args.out}: {len(rows)} suspected mislabel(s); review them in the Discover dock or write a "
           "decisions CSV (image,current_label,suggested_label,decision,timestamp) for apply-decisions",
           file=sys.stderr)
@@ -65,7 +49,7 @@ def cmd_mislabels(args) -> int:
 
 def _print_plan(plan) -> None:
     rows = [dict(r, src=Path(r["src"]).name, dst="/".join(Path(r["dst"]).parts[-2:])) for r in plan_rows(plan)]
-    _print_rows(rows, ["status", "src", "dst", "reason"], 10_000)
+    print_rows(rows, ["status", "src", "dst", "reason"], 10_000)
 
 
 def cmd_apply(args) -> int:
@@ -146,7 +130,7 @@ def cmd_similar(args) -> int:
                               cache_dir=args.cache, batch_size=args.batch_size, device=args.device,
                               callback=count_bar("embedding", args.quiet), cancel=token)
     if not args.quiet:
-        _print_rows(rows, ["rank", "image", "label", "distance"], args.show)
+        print_rows(rows, ["rank", "image", "label", "distance"], args.show)
     print(f"wrote {args.out} ({len(rows)} nearest cell(s) of {args.folder})", file=sys.stderr)
     return 0
 
@@ -160,7 +144,7 @@ def cmd_suggest(args) -> int:
                               cache_dir=args.cache, batch_size=args.batch_size, device=args.device,
                               callback=count_bar("embedding", args.quiet), cancel=token)
     if not args.quiet:
-        _print_rows(rows, ["rank", "image", "predicted", "uncertainty", "novelty"], args.show)
+        print_rows(rows, ["rank", "image", "predicted", "uncertainty", "novelty"], args.show)
     print(f"wrote {args.out}: {len(rows)} image(s) to label next", file=sys.stderr)
     return 0
 

@@ -9,22 +9,7 @@ from ..core.datasets.synthetic import SimConfig
 from ..core.plates.layout import canonical_well
 from ..core.plates.synthetic import FORMS, SMALL_FIELDS, PlateSim, simulate_plate
 from ..core.progress import CancelToken
-from .common import count_bar, ctrl_c_cancels, tokens
-
-
-def _print_wells(rows: list[dict], columns: list[str], n: int) -> None:
-    def fmt(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    shown = [[fmt(r.get(c, "")) for c in columns] for r in rows[:n]]
-    if not shown:
-        return
-    widths = [max(len(c), *(len(s[i]) for s in shown)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for s in shown:
-        print("  ".join(v.ljust(w) for v, w in zip(s, widths)))
-    if len(rows) > n:
-        print(f"... {len(rows) - n} more")
+from .common import count_bar, ctrl_c_cancels, print_rows, tokens
 
 
 def cmd_plate(args) -> int:
@@ -41,7 +26,7 @@ def cmd_plate(args) -> int:
     if not args.quiet:
         cols = ["rank", "well", "n_fields", "n_positive_fields", "score"]
         cols += ["class"] if res.wells and "class" in res.wells[0] else ["top_field"]
-        _print_wells(res.wells, cols, args.show)
+        print_rows(res.wells, cols, args.show)
     state = "" if res.complete else f", stopped early: {len(res.fields)} field(s) done, --resume continues"
     print(f"wrote {Path(args.out) / 'wells.csv'} ({len(res.wells)} well(s), {len(res.fields)} field(s), "
           f"{res.n_scored} scored now{state})" + (f"; heatmap {res.heatmap}" if res.heatmap else ""), file=sys.stderr)
