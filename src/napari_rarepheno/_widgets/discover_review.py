@@ -16,14 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import QVBoxLayout, QWidget
-
-try:  # Qt 6 (qtpy also offers it in QtWidgets for Qt 5 code)
-    from qtpy.QtGui import QShortcut
-except ImportError:  # pragma: no cover - Qt 5
-    from qtpy.QtWidgets import QShortcut
 
 from .. import _workers
 from ..core.discover.decisions import apply_decisions, record_decision, undo
@@ -34,6 +27,7 @@ from . import _paths
 from ._device import DevicePicker
 from ._discover_table import RankTable, data_root, next_free, show_image
 from ._jobs import JobPanel, JobState
+from ._keys import TabKeys
 from ._paths import PathPicker
 from ._progress import TrainingProgress
 
@@ -52,7 +46,6 @@ class ReviewPanel(JobPanel, QWidget):
         self.rows: list[dict] = []
         self.last_undo: Path | None = None
         self._open_gen = 0
-        self._keys_bound = None
         self._rerank = False
         self.retrained = None
         self.mode = ComboBox(label="list", choices=list(MODES), value=MODES[0])
@@ -96,13 +89,8 @@ class ReviewPanel(JobPanel, QWidget):
         self.mode.changed.connect(self._on_mode)
         self._on_mode()
         self.job.changed.connect(self._rank_again)
-        self.shortcuts = {}
-        for key, decision in REVIEW_KEYS.items():
-            sc = QShortcut(QKeySequence(key.upper()), self)
-            sc.setContext(Qt.ShortcutContext.WindowShortcut)  # only while this tab is visible
-            sc.setEnabled(False)
-            sc.activated.connect(lambda d=decision: self.decide(d))
-            self.shortcuts[key] = sc
+        self.keys = TabKeys(self, self.viewer, {k: (lambda d=d: self.decide(d)) for k, d in REVIEW_KEYS.items()})
+        self.shortcuts = self.keys.shortcuts
         self.update_buttons()
 
     def _on_mode(self, *_):
@@ -201,44 +189,13 @@ class ReviewPanel(JobPanel, QWidget):
 
     # -------------------------------------------------------------- review
     def bind_keys(self) -> None:
-        """y / n confirm / reject: window shortcuts of this tab (before any layer's keymap)
-        and viewer keys (what was bound before comes back on unbind)."""
-        if self._keys_bound is not None or not self.rows or "suggested" not in self.rows[0]:
-            return
-        for sc in self.shortcuts.values():
-            sc.setEnabled(True)
-        self._keys_bound = {k: self.viewer.bind_key(k, (lambda v, d=d: self.decide(d)), overwrite=True)
-                            for k, d in REVIEW_KEYS.items()}
-        # a layer's own keys come before the viewer's (an Image layer binds "y"): bind on
-        # every layer too, and on the layers added while reviewing (e.g. the review image)
-        self._layer_keys = []
-        for layer in list(self.viewer.layers):
-            self._bind_layer(layer)
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
-
-    def _bind_layer(self, layer) -> None:
-        previous = {k: layer.bind_key(k, (lambda lay, d=d: self.decide(d)), overwrite=True)
-                    for k, d in REVIEW_KEYS.items()}
-        self._layer_keys.append((layer, previous))
-
-    def _on_layer_inserted(self, event) -> None:
-        self._bind_layer(event.value)
+        """y / n confirm / reject while this tab is shown and has suggestions to review
+        (:class:`._keys.TabKeys`: whatever layer is selected or focused)."""
+        if self.rows and "suggested" in self.rows[0]:
+            self.keys.bind()
 
     def unbind_keys(self) -> None:
-        for sc in self.shortcuts.values():
-            sc.setEnabled(False)
-        if self._keys_bound is not None:
-            try:
-                self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
-            except (TypeError, ValueError, RuntimeError):
-                pass
-            for layer, previous in getattr(self, "_layer_keys", []):
-                for k, func in previous.items():
-                    layer.bind_key(k, func, overwrite=True)
-            self._layer_keys = []
-            for k, previous in self._keys_bound.items():
-                self.viewer.bind_key(k, previous, overwrite=True)
-            self._keys_bound = None
+        self.keys.unbind()
 
     def decisions_path(self) -> Path | None:
         if self.decisions.path is None and self.folder.path is not None:

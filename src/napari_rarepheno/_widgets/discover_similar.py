@@ -26,14 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, SpinBox
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import QVBoxLayout, QWidget
-
-try:  # Qt 6 (qtpy also offers it in QtWidgets for Qt 5 code)
-    from qtpy.QtGui import QShortcut
-except ImportError:  # pragma: no cover - Qt 5
-    from qtpy.QtWidgets import QShortcut
 
 from .. import _workers
 from .._layers import image_to_chw, result_meta
@@ -52,6 +45,7 @@ from ..core.progress import CancelToken
 from ._device import DevicePicker
 from ._discover_table import RankTable, next_free
 from ._jobs import JobPanel, JobState
+from ._keys import TabKeys
 from ._paths import PathPicker
 from ._progress import TrainingProgress
 from .discover_gallery import TILES_LAYER
@@ -109,8 +103,6 @@ class SimilarPanel(JobPanel, QWidget):
         self.index_info: dict = {}
         self.retrained = None
         self._resuggest = False
-        self._keys_bound = None
-        self._layer_keys: list = []
         self._picking = False
         self.folder = PathPicker("cells", mode="d", tooltip="the pool: crops below this folder (recursive; class "
                                  "subfolders are read as one pool)")
@@ -172,13 +164,8 @@ class SimilarPanel(JobPanel, QWidget):
         for w in (self.form.native, self.progress, self.query_box.native, self.table, self.status.native,
                   self.verdicts.native, self.loop.native):
             lay.addWidget(w)
-        self.shortcuts = {}
-        for k in KEYS:
-            sc = QShortcut(QKeySequence(k.upper()), self)
-            sc.setContext(Qt.ShortcutContext.WindowShortcut)  # only while this tab is shown
-            sc.setEnabled(False)
-            sc.activated.connect(lambda k=k: self.key(k))
-            self.shortcuts[k] = sc
+        self.keys = TabKeys(self, self.viewer, {k: (lambda k=k: self.key(k)) for k in KEYS})
+        self.shortcuts = self.keys.shortcuts
         self.job.changed.connect(self._suggest_again)
         self.update_buttons()
 
@@ -429,42 +416,12 @@ class SimilarPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------------ keys
     def bind_keys(self) -> None:
-        """The keys of this tab: window shortcuts while it is shown, and viewer keys (what was
-        bound before comes back on unbind)."""
-        if self._keys_bound is not None:
-            return
-        for sc in self.shortcuts.values():
-            sc.setEnabled(True)
-        self._keys_bound = {k: self.viewer.bind_key(k, (lambda v, k=k: self.key(k)), overwrite=True) for k in KEYS}
-        # a layer's own keys come before the viewer's (an active Image layer takes y and the
-        # digits from the canvas): bind on every layer too, and on layers added meanwhile
-        self._layer_keys = []
-        for layer in list(self.viewer.layers):
-            self._bind_layer(layer)
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
-
-    def _bind_layer(self, layer) -> None:
-        previous = {k: layer.bind_key(k, (lambda lay, k=k: self.key(k)), overwrite=True) for k in KEYS}
-        self._layer_keys.append((layer, previous))
-
-    def _on_layer_inserted(self, event) -> None:
-        self._bind_layer(event.value)
+        """The keys of this tab while it is shown, whatever layer is selected or focused
+        (:class:`._keys.TabKeys`)."""
+        self.keys.bind()
 
     def unbind_keys(self) -> None:
-        for sc in self.shortcuts.values():
-            sc.setEnabled(False)
-        if self._keys_bound is not None:
-            try:
-                self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
-            except (TypeError, ValueError, RuntimeError):
-                pass
-            for layer, previous in self._layer_keys:
-                for k, func in previous.items():
-                    layer.bind_key(k, func, overwrite=True)
-            self._layer_keys = []
-            for k, previous in self._keys_bound.items():
-                self.viewer.bind_key(k, previous, overwrite=True)
-            self._keys_bound = None
+        self.keys.unbind()
 
     def key(self, k: str):
         """One key of the loop: y/n (more like this), 1..9/s (label next), u (undo)."""
