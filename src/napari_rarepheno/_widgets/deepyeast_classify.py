@@ -188,17 +188,24 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
         return lab
 
     # ------------------------------------------------------------ diameter
-    def measure(self, *_):
-        """Estimate the cells' diameter in the "segment on" channel (in a worker) into the box."""
+    def _field_to_work_on(self):
+        """The mapped field when no job runs and a model is loaded; else None (and why, as a
+        napari notification)."""
         if self.running:
             return None
         if not self.model.ready:
             _workers.notify_error(InputError("no DeepYeast model: train one in the Train tab or load a model file"))
             return None
         try:
-            mapped = self.field()
+            return self.field()
         except InputError as e:
             _workers.notify_error(e)
+            return None
+
+    def measure(self, *_):
+        """Estimate the cells' diameter in the "segment on" channel (in a worker) into the box."""
+        mapped = self._field_to_work_on()
+        if mapped is None:
             return None
         plane, geom = mapped.chw[self.segment_index()], mapped.geometry
 
@@ -245,13 +252,10 @@ class DeepYeastClassifyPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------------ run
     def run(self, *_):
-        if self.running:
-            return None
-        if not self.model.ready:
-            _workers.notify_error(InputError("no DeepYeast model: train one in the Train tab or load a model file"))
+        mapped = self._field_to_work_on()
+        if mapped is None:
             return None
         try:
-            mapped = self.field()
             labels = self.labels(mapped.chw.shape[1:])
         except InputError as e:
             _workers.notify_error(e)
