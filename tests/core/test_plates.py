@@ -283,6 +283,41 @@ def test_well_scores_from_field_rows():
         well_rows(spec, rows, target="mitotic")
 
 
+def test_a_results_folder_reads_back_with_its_plate(tmp_path):
+    """plate.json says which plate was scored and how it was read: the folder alone opens the
+    run again (tables as score_plate returned them, the plate's fields); older results without
+    it still open, the plate format taken from their wells."""
+    import json
+    import shutil
+
+    from helpers import random_wscnn
+
+    from napari_rarepheno.core.plates.results import INFO, read_results
+    from napari_rarepheno.core.plates.wells import score_plate
+
+    model = random_wscnn(tmp_path / "m.safetensors")  # random weights: the rows only have to come back
+    plate = simulate_plate(tmp_path / "flat", tiny_plate(rows=2, cols=3, fields=2, positive_wells=("A02",)), "flat")
+    regex = r"sim_(?P<well>[A-H]\d\d)_s(?P<field>\d)"
+    res = score_plate(model, plate, tmp_path / "out", device="cpu", regex=regex, well_score="mean")
+    back = read_results(tmp_path / "out")
+    assert back.wells == res.wells and back.fields == res.fields and back.kind == "wscnn" and back.complete
+    assert back.shape == (2, 3) and back.name == "flat" and [w["rank"] for w in back.wells] == list(range(1, 7))
+    info = json.loads((tmp_path / "out" / INFO).read_text())
+    assert info["plate"] == str(plate) and info["regex"] == regex and info["well_score"] == "mean"
+    assert info["model"] == str(model) and info["n_fields"] == 12 and info["form"] == "folder"
+    again = back.read_plate()  # read as the run read it (its regex)
+    assert [f.key for f in again.fields] == [f"{r['well']}/{r['field']}" for r in back.fields]
+    moved = shutil.copytree(plate, tmp_path / "moved")
+    assert back.read_plate(moved).fields[0].source.describe().startswith(str(moved))
+    (tmp_path / "out" / INFO).unlink()  # results of an older run
+    old = read_results(tmp_path / "out")
+    assert old.wells == res.wells and old.shape == (2, 3) and old.info == {}
+    with pytest.raises(InputError, match="which plate"):
+        old.read_plate()
+    with pytest.raises(InputError, match="no wells.csv"):
+        read_results(tmp_path)
+
+
 def test_deepyeast_wells_are_the_papers_aggregation_of_their_cells(deepyeast_model, yeast_data, tmp_path):
     import shutil
 

@@ -50,7 +50,8 @@ def add_parser(sub, train_sub) -> None:
     p = sub.add_parser("plate", help="score a plate (folder or OME-Zarr HCS): per-well scores, fields, heatmap",
                        description="Score every field of a plate with a WSCNN or DeepYeast model and write "
                        "OUT/wells.csv (one row per well, highest score first), OUT/fields.csv, OUT/plate.png "
-                       "(DeepYeast: also OUT/cells.csv). Rows are streamed to OUT/*.partial.csv as fields finish "
+                       "(DeepYeast: also OUT/cells.csv) and OUT/plate.json (which plate, read how: the Plate "
+                       "dock opens OUT without scoring again). Rows are streamed to OUT/*.partial.csv as fields finish "
                        "(--resume continues a stopped run). --workers/--scheduler score on Dask.")
     p.add_argument("model", help="model file (.safetensors): WSCNN or DeepYeast")
     p.add_argument("plate", help="plate: an OME-Zarr HCS plate (folder or URL), or a folder of images "

@@ -6,5 +6,6 @@
 * :mod:`.synthetic` - simulated plates with the rare phenotype in known wells (both forms);
 * :mod:`.wells` - scoring a plate field by field (in this process or on Dask), per-well scores
   and tables, streamed and resumable;
+* :mod:`.results` - a results folder read back (tables and ``plate.json``: which plate, read how);
 * :mod:`.heatmap` - the plate heatmap.
 """

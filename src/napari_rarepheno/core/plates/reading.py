@@ -166,6 +166,10 @@ class Plate:
     shape: tuple[int, int]         # rows, columns of the plate format (for the heatmap)
     name: str = ""
     level: int = 0
+    # how it was read (to read it again: :func:`read_plate` with these)
+    regex: str | None = None
+    channel_files: tuple[str, ...] | None = None
+    z: int = 0
 
     def __len__(self) -> int:
         return len(self.fields)
@@ -297,7 +301,8 @@ def read_folder_plate(root: str | Path, *, regex: str | None = None, channel_fil
         fields.append(PlateField(well, str(field), FileSource(files)))
     _check_unique(fields, root)
     fields = _sorted(fields)
-    return Plate(str(root), "folder", fields, plate_shape(f.well for f in fields), root.name)
+    return Plate(str(root), "folder", fields, plate_shape(f.well for f in fields), root.name, regex=regex,
+                 channel_files=tuple(channel_files) if channel_files else None)
 
 
 # ------------------------------------------------------------------ OME-Zarr HCS plates
@@ -375,4 +380,4 @@ def read_zarr_plate(store: str | Path, *, level: int = 0, z: int = 0, callback: 
     fields = _sorted(fields)
     need = plate_shape(f.well for f in fields)  # the metadata's rows and columns, or more if wells lie beyond
     shape = (max(len(rows), need[0]), max(len(cols), need[1]))
-    return Plate(store, "ome-zarr", fields, shape, str(plate.get("name", Path(store).name)), level)
+    return Plate(store, "ome-zarr", fields, shape, str(plate.get("name", Path(store).name)), level, z=int(z))

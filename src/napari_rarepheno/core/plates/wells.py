@@ -55,6 +55,7 @@ from ..io.tables import write_csv
 from ..progress import CancelToken, ProgressCallback, report_items
 from .layout import natural_key, well_sort_key
 from .reading import Plate, PlateField, is_zarr, read_plate
+from .results import INFO, numbers_of, plate_info, write_info
 
 KINDS = ("wscnn", "deepyeast")
 #: fields with more pixels than this are predicted in tiles, read window by window
@@ -297,18 +298,8 @@ class PlateResult:
 def output_files(out: Path) -> list[Path]:
     """Every file :func:`score_plate` writes into ``out`` (for "replace?" questions)."""
     out = Path(out)
-    return [out / n for n in ("wells.csv", "fields.csv", "cells.csv", "plate.png", "fields.partial.csv",
+    return [out / n for n in ("wells.csv", "fields.csv", "cells.csv", "plate.png", INFO, "fields.partial.csv",
                               "cells.partial.csv")]
-
-
-def _numbers(row: dict) -> dict:
-    r = dict(row)
-    for k, v in r.items():
-        if k in ("score", "mean_score") or k.startswith("p_"):
-            r[k] = float(v)
-        elif k in ("n_cells", "n_fields", "n_positive_fields", "rank", "height", "width", "peak_y", "peak_x"):
-            r[k] = int(v)
-    return r
 
 
 def score_plate(model, plate: Plate | str | Path, out: str | Path | None = None, *, target: str | None = None,
@@ -320,7 +311,8 @@ def score_plate(model, plate: Plate | str | Path, out: str | Path | None = None,
                 callback: ProgressCallback = None, cancel: CancelToken | None = None) -> PlateResult:
     """Score every field of ``plate`` (a :class:`Plate` or a plate path: :func:`read_plate`
     with ``regex``, ``channel_files`` -- default: the model's -- ``level``, ``z``) and write
-    ``out/fields.csv``, ``out/wells.csv``, ``out/plate.png`` (DeepYeast: ``out/cells.csv``).
+    ``out/fields.csv``, ``out/wells.csv``, ``out/plate.png`` (DeepYeast: ``out/cells.csv``) and
+    ``out/plate.json`` (how the plate was read and scored: :mod:`.results` reads it all back).
 
     Where the fields are scored: here (default), on a local Dask cluster of ``workers``
     processes (``processes=False``: threads of this process), on the cluster at
@@ -428,7 +420,7 @@ def score_plate(model, plate: Plate | str | Path, out: str | Path | None = None,
                 s.close()
     complete = len(rows) == total
     return _finish(plate, spec, rows, cells, out, complete, n_scored, target=target, well_score=well_score,
-                   threshold=threshold, heatmap=heatmap)
+                   threshold=threshold, heatmap=heatmap, model=lm.path)
 
 
 class _given:
@@ -452,7 +444,7 @@ def _kept(e: InputError, n: int, f: PlateField) -> InputError:
 
 
 def _finish(plate: Plate, spec: FieldSpec, rows: list[dict], cells: list[dict], out: Path | None, complete: bool,
-            n_scored: int, *, target, well_score, threshold, heatmap) -> PlateResult:
+            n_scored: int, *, target, well_score, threshold, heatmap, model=None) -> PlateResult:
     order = {f.key: i for i, f in enumerate(plate.fields)}
     rows = sorted(rows, key=lambda r: order.get(f"{r['well']}/{r['field']}", len(order)))
     cells = sorted(cells, key=lambda c: (order.get(f"{c['well']}/{c['field']}", len(order)), int(c["id"])))
@@ -476,10 +468,12 @@ def _finish(plate: Plate, spec: FieldSpec, rows: list[dict], cells: list[dict], 
             label = (f"{'max' if how == 'max' else 'mean' if how == 'mean' else well_score} over fields of {what}"
                      if spec.kind == "wscnn" else f"well {what}")
             png = _heatmap(plate, wells, out / "plate.png", label, complete)
+        write_info(out, plate_info(plate, model=model, kind=spec.kind, class_names=spec.class_names, target=target,
+                                   well_score=well_score, threshold=threshold, complete=complete))
         if complete:
             for p in (out / "fields.partial.csv", out / "cells.partial.csv"):
                 p.unlink(missing_ok=True)
-    return PlateResult([_numbers(r) for r in wtext], [_numbers(r) for r in scored], out, complete, n_scored, png,
+    return PlateResult([numbers_of(r) for r in wtext], [numbers_of(r) for r in scored], out, complete, n_scored, png,
                        cells)
 
 
