@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from magicgui.widgets import Container, Label, LineEdit, PushButton
+from qtpy.QtWidgets import QSizePolicy
 
 #: the file filter of every "open a model" dialog: model files first, any file on request
 #: (a model copied or downloaded under another name is still a model)
@@ -30,6 +31,9 @@ class PathPicker(Container):
         self.hint = Label(value="")
         self.hint.native.setWordWrap(True)
         self.hint.native.setStyleSheet("color: #a0a8b8; font-size: 11px")
+        # the picker's whole width, as many lines as the text needs (magicgui's labels are Fixed:
+        # a wrapped hint set before the dock is shown kept a narrow width and one line's height)
+        self.hint.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         self.hint.visible = False
         super().__init__(widgets=[row, self.hint], labels=False, layout="vertical", label=label)
         self.margins = (0, 0, 0, 0)
