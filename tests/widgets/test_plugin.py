@@ -11,7 +11,7 @@ import pytest
 import napari_rarepheno
 
 MANIFEST = Path(napari_rarepheno.__file__).parent / "napari.yaml"
-WIDGETS = ("wscnn_dock", "deepyeast_dock", "explore_dock")
+WIDGETS = ("wscnn_dock", "deepyeast_dock", "explore_dock", "plate_dock")
 
 
 def test_manifest_validates():
@@ -20,7 +20,7 @@ def test_manifest_validates():
     pm = PluginManifest.from_file(MANIFEST)
     pm.validate_imports()  # every python_name imports and exists
     assert {w.display_name for w in pm.contributions.widgets} >= {
-        "Rare phenotype (WSCNN)", "Localization classes (DeepYeast)", "Explore"}
+        "Rare phenotype (WSCNN)", "Localization classes (DeepYeast)", "Explore", "Plate"}
     assert {s.key for s in pm.contributions.sample_data} == {
         "wscnn_positive", "wscnn_negative", "yeast_field", "mitosis_mosaic", "hela_field"}
     # the installed distribution points at the same manifest, as `npe2 validate napari-rarepheno` checks
@@ -57,7 +57,8 @@ t0 = time.perf_counter()
 from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
 from napari_rarepheno._widgets.deepyeast_dock import DeepYeastDock
 from napari_rarepheno._widgets.explore_dock import ExploreDock
-docks = [WSCNNDock(v), DeepYeastDock(v), ExploreDock(v)]
+from napari_rarepheno._widgets.plate_dock import PlateDock
+docks = [WSCNNDock(v), DeepYeastDock(v), ExploreDock(v), PlateDock(v)]
 for d in docks:
     v.window.add_dock_widget(d)
 QApplication.processEvents()
@@ -130,7 +131,7 @@ def test_writers_and_reader_roundtrip(tmp_path):
     assert _reader.get_reader(str(tmp_path / "other.png")) is None
 
 
-@pytest.mark.parametrize("name", ["Rare phenotype (WSCNN)", "Localization classes (DeepYeast)", "Explore"])
+@pytest.mark.parametrize("name", ["Rare phenotype (WSCNN)", "Localization classes (DeepYeast)", "Explore", "Plate"])
 def test_docks_open_from_the_plugins_menu_without_private_access(make_napari_viewer, name):
     """napari hands plugin docks a proxy viewer; private attribute access would warn (and break later)."""
     import warnings
