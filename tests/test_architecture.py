@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "napari_rarepheno"
 # the order of docs/architecture.md and core/__init__.py: a wing may import the base and the wings before it
 WINGS = ["nets", "inputs", "io", "datasets", "cells", "inference", "training", "classic", "wscnn", "deepyeast",
-         "discover", "plates"]
+         "discover", "plates", "export"]
 BASE = {"errors", "progress", "device", "metrics"}
 
 

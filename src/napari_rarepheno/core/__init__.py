@@ -11,7 +11,8 @@ the shared base and wings listed before it (``docs/architecture.md`` has the pic
 * :mod:`.inference` - prediction, tiling, big images, saliency, objects;
 * :mod:`.training` - the one trainer; :mod:`.classic` - hand-made features, random forest;
 * :mod:`.wscnn`, :mod:`.deepyeast` - each method's tasks; :mod:`.discover` - rank, review, cluster.
-* :mod:`.plates` - screens as plates: wells and fields (folders, OME-Zarr HCS), per-well results, Dask.
+* :mod:`.plates` - screens as plates: wells and fields (folders, OME-Zarr HCS), per-well results, Dask;
+* :mod:`.export` - models for other tools: a bioimage.io model package, validated offline.
 """
 from .errors import InputError, ModelFileError, RarephenoError
 
