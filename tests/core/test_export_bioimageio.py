@@ -229,6 +229,9 @@ def test_bad_input_names_the_file_and_writes_nothing(tmp_path, models):
         export_bioimageio(tmp_path / "missing.safetensors", out)
     with pytest.raises(InputError, match=r"m\.tar.*\.zip"):
         export_bioimageio(models["wscnn"], tmp_path / "m.tar")
+    with pytest.raises(InputError, match="no input statistics") as e:  # a model file without its normalisation
+        export_bioimageio(models["deepyeast"], out)
+    assert str(models["deepyeast"]) in str(e.value)
     # a test image the model cannot take: named, nothing written, no staging folder left
     from helpers import noise
     from helpers import png as write_png

@@ -12,7 +12,7 @@ import sys
 from .. import __version__
 from .common import run_safely
 
-_MODULES = ("wscnn", "deepyeast", "discover", "plates", "demo")
+_MODULES = ("wscnn", "deepyeast", "discover", "plates", "export", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -427,6 +427,10 @@ def export_bioimageio(model, out: str | Path, *, sample=None, name: str | None =
     lm = as_loaded(model)
     if lm.meta.kind not in CITATIONS:
         raise InputError(f"cannot export a {lm.meta.kind!r} network to bioimage.io", lm.path)
+    n_channels = int(lm.model.config.in_channels)
+    if len(Normalization.of_model(lm.meta).mean) != n_channels:
+        raise InputError(f"the model file has no input statistics (normalisation) for its {n_channels} channel(s), "
+                         "so its input cannot be described; train or load a model made by napari-rarepheno", lm.path)
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise InputError("a bioimage.io package is a .zip file; name the output OUT.zip", out)
@@ -435,6 +439,11 @@ def export_bioimageio(model, out: str | Path, *, sample=None, name: str | None =
     if out.exists() and not overwrite:
         raise OutputError("exists already; pass --overwrite to replace it", out)
     ensure_writable_dir(out.parent)
+    try:
+        licence = b.LicenseId(license)
+    except ValueError:
+        raise InputError(f"unknown licence {license!r}: give an SPDX identifier such as CC-BY-4.0, CC0-1.0, MIT "
+                         "or BSD-3-Clause") from None
 
     x = _test_input(lm, sample)
     ref = _reference_outputs(lm, x, class_maps)
@@ -512,7 +521,7 @@ def export_bioimageio(model, out: str | Path, *, sample=None, name: str | None =
                 name=title, description=_description(lm),
                 authors=[b.Author(name=a.strip()) for a in people],
                 cite=[b.CiteEntry(text=cite_text, doi=b.Doi(doi))],
-                license=b.LicenseId(license), tags=TAGS[kind],
+                license=licence, tags=TAGS[kind],
                 covers=[b.FileDescr(source=stage / "cover.png")],
                 documentation=b.FileDescr(source=stage / "README.md"),
                 inputs=[inp], outputs=outs,
@@ -522,8 +531,9 @@ def export_bioimageio(model, out: str | Path, *, sample=None, name: str | None =
                                                              callable=b.Identifier("RarephenoNet"), kwargs=kw))),
                 config=b.Config(**_config(lm, kw)),
             )
-        except ValueError as e:  # pydantic's ValidationError is a ValueError
-            raise InputError(f"cannot describe this model for bioimage.io: {e}", lm.path) from None
+        except ValueError as e:  # pydantic's ValidationError is a ValueError: its first lines say what
+            why = " ".join(str(e).split("\n")[:3])[:400]
+            raise InputError(f"cannot describe this model for bioimage.io: {why}", lm.path) from None
         try:
             built = Path(save_bioimageio_package(descr, output_path=stage / "package.zip"))
         except OSError as e:
