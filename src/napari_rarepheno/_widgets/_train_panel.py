@@ -3,9 +3,11 @@
 Labeled folder (one file per image, or one file per channel: "channel files", with
 "channel names" kept in the model), network options (from the subclass), epochs, device,
 seed, where to write the model, Start/Stop, a progress bar with a live loss/accuracy plot, and the
-model buttons (load, save as, continue training). Training is the panel's job
-(:class:`._jobs.JobPanel`: state idle/running/stopping/done/failed) and runs in a thread
-worker (:mod:`.._workers`); Stop finishes the current batch and keeps the best weights.
+model buttons (load, save as, export for bioimage.io, continue training). Training is the
+panel's job (:class:`._jobs.JobPanel`: state idle/running/stopping/done/failed) and runs in a
+thread worker (:mod:`.._workers`); Stop finishes the current batch and keeps the best weights.
+The bioimage.io export (``core.export.bioimageio``: the package, then bioimage.io's own test of
+it) is a second :class:`._jobs.Job` of the panel, also in a worker.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from ..core.io.images import is_image_file
 from ..core.progress import CancelToken
 from . import _paths
 from ._device import DevicePicker
-from ._jobs import JobPanel
+from ._jobs import Job, JobPanel
 from ._model import ModelSlot
 from ._paths import PathPicker
 from ._progress import TrainingProgress
@@ -115,15 +117,25 @@ class TrainPanel(JobPanel, QWidget):
         self.model_label.native.setWordWrap(True)
         self.load_btn = PushButton(text="Load model...")
         self.save_btn = PushButton(text="Save model as...")
+        self.export_btn = PushButton(text="Export for bioimage.io...")
+        self.export_btn.tooltip = ("write the model as a bioimage.io model package (.zip: weights, network, "
+                                   "normalisation, test input and output, cover, README) for other tools; "
+                                   "bioimage.io's own test runs on it before it is written")
         self.load_btn.changed.connect(self.load_dialog)
         self.save_btn.changed.connect(self.save_dialog)
+        self.export_btn.changed.connect(self.export_dialog)
+        self.export_job = Job()
+        self.export_job.changed.connect(lambda *_: self.update_buttons())
         model_row = Container(widgets=[self.load_btn, self.save_btn], layout="horizontal", labels=False)
         model_row.margins = (0, 0, 0, 0)
+        export_row = Container(widgets=[self.export_btn], layout="horizontal", labels=False)
+        export_row.margins = (0, 0, 0, 0)
         lay = QVBoxLayout(self)
         lay.addWidget(self.form.native)
         lay.addWidget(self.progress)
         lay.addWidget(self.model_label.native)
         lay.addWidget(model_row.native)
+        lay.addWidget(export_row.native)
         lay.addStretch()
         model.changed.connect(self._on_model_changed)
         self.update_buttons()
@@ -242,6 +254,7 @@ class TrainPanel(JobPanel, QWidget):
         idle = not self.running
         self.load_btn.enabled = idle
         self.save_btn.enabled = idle and self.model.ready
+        self.export_btn.enabled = idle and self.model.ready and not self.export_job.busy
         self.continue_.enabled = idle and self.model.ready
 
     def _on_model_changed(self):
@@ -306,6 +319,49 @@ class TrainPanel(JobPanel, QWidget):
 
         show_info(f"model saved to {path}")
         return path
+
+    def export_dialog(self, *_):
+        if not self.model.ready:
+            return
+        stem = self.model.path.stem if self.model.path is not None else self.kind
+        path = _paths.ask_save_file(self, "Export for bioimage.io", "bioimage.io model packages (*.zip)",
+                                    f"{stem}.bioimageio.zip")
+        if path is not None:
+            self.export_bioimageio(path, confirmed=True)
+
+    def export_bioimageio(self, path: Path, confirmed: bool = False):
+        """Write the current model as a bioimage.io package ``path`` (.zip) in a worker, after
+        bioimage.io's test passed on it (asks before replacing a file); returns the worker."""
+        path = Path(path)
+        if path.suffix.lower() != ".zip":
+            path = path.with_name(path.name + ".zip")
+        if not self.model.ready or self.export_job.busy:
+            return None
+        if path.exists() and not confirmed and not _paths.confirm_overwrite(self, [path]):
+            return None
+        loaded = self.model.loaded
+        self.progress.busy(f"exporting {path.name} for bioimage.io...")
+
+        def job(report):
+            from ..core.export.bioimageio import (  # deferred: loads torch
+                export_bioimageio,
+            )
+
+            return export_bioimageio(loaded, path, overwrite=True, check=True)
+
+        def done(res):
+            msg = f"bioimage.io package written to {res.path} (bioimage.io's test passed)"
+            self.progress.finish(f"exported {path.name}")
+            self.progress.status.setText(msg)
+            from napari.utils.notifications import show_info
+
+            show_info(msg)
+
+        def error(exc):
+            self.progress.finish("could not export the model")
+            self.progress.status.setText(_workers.notify_error(exc, "could not export the model"))
+
+        return self.export_job.start(self.workers, job, name=f"export {self.kind}", on_done=done, on_error=error)
 
 
 def _split(text) -> list[str] | None:
