@@ -438,7 +438,7 @@ def export_bioimageio(model, out: str | Path, *, sample=None, name: str | None =
         raise OutputError("is a folder; name a .zip file", out)
     if out.exists() and not overwrite:
         raise OutputError("exists already; pass --overwrite to replace it", out)
-    ensure_writable_dir(out.parent)
+    ensure_writable_dir(out.parent, create=False)  # created only when the package is written
     try:
         licence = b.LicenseId(license)
     except ValueError:
@@ -455,6 +455,7 @@ def export_bioimageio(model, out: str | Path, *, sample=None, name: str | None =
     notes = []
     if norm.smooth > 0:
         notes.append(f"per-crop smoothing (sigma {norm.smooth:g} px) runs inside the module")
+    ensure_writable_dir(out.parent)
     try:
         stage_ctx = tempfile.TemporaryDirectory(prefix=f".{out.name}.stage-", dir=out.parent)
     except OSError as e:
