@@ -77,6 +77,16 @@ class EngineWorker(GeneratorWorker):
         return True
 
 
+class _EngineRuntimeError(Exception):
+    """Carries a RuntimeError of the engine (torch raises them: shapes, devices, memory) past
+    superqt, whose generator workers take a RuntimeError for "the worker was deleted": they
+    then emit neither ``errored`` nor ``finished``, and the job would run forever."""
+
+    def __init__(self, error: RuntimeError):
+        super().__init__(str(error))
+        self.error = error
+
+
 def _drain(job: Callable[[Report], Any], holder: list) -> Iterator[Progress]:
     """Generator body: run ``job(report)`` in a thread, yield its reports, return its result."""
     q: queue.SimpleQueue = queue.SimpleQueue()
@@ -97,7 +107,10 @@ def _drain(job: Callable[[Report], Any], holder: list) -> Iterator[Progress]:
         yield item
     th.join()
     if "error" in box:
-        raise box["error"]
+        err = box["error"]
+        if isinstance(err, RuntimeError):
+            raise _EngineRuntimeError(err) from err
+        raise err
     return box.get("result")
 
 
@@ -123,6 +136,8 @@ def make_worker(job: Callable[[Report], Any], *, cancel: CancelToken | None = No
     worker._holder = holder
 
     def _error(exc):
+        if isinstance(exc, _EngineRuntimeError):
+            exc = exc.error
         if isinstance(exc, Cancelled):
             if on_done is not None:
                 on_done(None)

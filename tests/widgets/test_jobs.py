@@ -12,6 +12,7 @@ from napari_rarepheno._widgets._jobs import JobPanel, JobState
 from napari_rarepheno._widgets.deepyeast_dock import DeepYeastDock
 from napari_rarepheno._widgets.discover import DiscoverDock
 from napari_rarepheno._widgets.explore_dock import ExploreDock
+from napari_rarepheno._widgets.plate_dock import PlateDock
 from napari_rarepheno._widgets.wscnn_dock import WSCNNDock
 from napari_rarepheno.core.progress import CancelToken, Progress
 
@@ -23,7 +24,7 @@ IDLE, RUNNING, STOPPING, DONE, FAILED = (JobState.IDLE, JobState.RUNNING, JobSta
 #: (dock class, panel attribute): every panel that runs a job
 PANELS = [(WSCNNDock, "train"), (WSCNNDock, "infer"), (DeepYeastDock, "train"), (DeepYeastDock, "classify"),
           (DiscoverDock, "review"), (DiscoverDock, "gallery"), (ExploreDock, "evaluate"), (ExploreDock, "tsne"),
-          (ExploreDock, "fewshot")]
+          (ExploreDock, "fewshot"), (PlateDock, "panel")]
 
 
 class Gated:
@@ -154,6 +155,20 @@ def test_every_panel_shares_the_job_states(make_napari_viewer, qtbot, dock_cls, 
     qtbot.waitUntil(lambda: panel.state is IDLE, timeout=10_000)
     assert results[-1] == "stopped" and panel.worker is None
     assert seen == [(RUNNING, False, True), (STOPPING, False, False), (IDLE, True, False)]
+
+
+def test_an_engine_runtime_error_fails_the_job(make_napari_viewer, qtbot):
+    """torch raises RuntimeError (a shape that does not fit, a device out of memory); superqt's
+    workers take one for a deleted worker and end silently: the job must still fail, and say why."""
+    _, dock, panel = open_panel(make_napari_viewer, PlateDock, "panel")
+
+    def job(report):
+        raise RuntimeError("Given groups=1, weight of size [8, 1, 3, 3], expected input to have 1 channels")
+    panel.start_job(job, lambda r: None, "torch job")
+    qtbot.waitUntil(lambda: panel.state is FAILED, timeout=10_000)
+    assert panel.job.error.startswith("RuntimeError: Given groups=1") and panel.worker is None
+    assert "RuntimeError: Given groups=1" in shown_text(panel) and buttons(panel) == (True, False)
+    assert not dock.workers.busy
 
 
 def test_train_panel_greys_out_its_model_buttons_while_a_job_runs(make_napari_viewer, qtbot, wscnn_model):
