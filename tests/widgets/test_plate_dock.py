@@ -207,3 +207,32 @@ def test_run_without_a_plate_or_model_says_what_is_missing(make_napari_viewer, m
     assert d.panel.run() is None and "choose the plate" in errors[-1]
     assert d.panel.open_results() is None and "results folder" in errors[-1]
     assert d.panel.state.value == "idle"
+
+
+def test_a_deepyeast_plate_opens_its_wells_cells(dock, plates, qtbot, tmp_path):
+    """DeepYeast: wells are the paper's aggregation of their cells; a well opens with its cells by class."""
+    import torch
+
+    from napari_rarepheno.core.inputs.normalize import Normalization
+    from napari_rarepheno.core.io.modelfile import ModelMeta, save_model
+    from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
+    from napari_rarepheno.core.nets.registry import config_to_dict
+
+    torch.manual_seed(0)
+    cfg = DeepYeastConfig(in_channels=1, n_classes=3, widths=(8,) * 8, fc_widths=(16, 16))
+    meta = ModelMeta("deepyeast", config_to_dict(cfg), ["cytoplasm", "nucleus", "vacuole"])
+    meta.normalization = Normalization.fit(np.random.default_rng(0).random((8, 1, 64, 64), np.float32)).to_dict()
+    model = save_model(tmp_path / "dy.safetensors", DeepYeast(cfg).eval(), meta)
+    viewer, d, p = dock
+    d.set_model(model)
+    p.plate_path.path = plates["zarr"]  # no results folder: shown, not written
+    p.run_btn.native.click()
+    qtbot.waitUntil(lambda: p.state.value == "done", timeout=90_000)
+    assert {"class", "n_cells", "compartments", "p_nucleus"} <= set(p.wells_table.columns)
+    assert len(p.wells_table.rows) == 6 and p.wells_table.column("rank") == list(range(1, 7))
+    well = p.wells_table.column("well")[0]
+    p.wells_table.select_row(0, emit=True)
+    qtbot.waitUntil(lambda: p.opened is not None and p.opened.well == well, timeout=60_000)
+    cells = [lay for lay in viewer.layers if lay.name.startswith(f"{well}/") and lay.name.endswith(" cells")]
+    assert len(cells) == 2 and all(lay._type_string == "labels" and len(lay.features) for lay in cells)
+    assert p.fields_table.columns == ["field", "score", "class", "n_cells"]
