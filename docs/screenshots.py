@@ -4,7 +4,8 @@
     xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python docs/screenshots.py
 
 Uses ``demo-output/`` (the WSCNN demo) and builds ``demo-output/yeast*`` (synthetic
-yeast fields and a DeepYeast model) on first use. Each picture drives the docks the way
+yeast fields and a DeepYeast model) and ``demo-output/plate/`` (a simulated 96-well
+OME-Zarr plate and a WSCNN for its fields) on first use. Each picture drives the docks the way
 a user does (set values, click, wait for the worker), then saves the whole window.
 ``tests/widgets/test_screenshots.py`` runs the same functions on tiny data.
 """
@@ -167,6 +168,26 @@ def shot_explore(model: Path, test_crops: Path, fewshot_train: Path, fewshot_tes
         return shots
 
 
+# ----------------------------------------------------------------------- plates
+def shot_plate(model: Path, plate: Path, out: Path, viewer=None) -> Path:
+    """The Plate dock after a run: the heatmap, the ranked wells, the best well's fields open."""
+    from napari_rarepheno._widgets.plate_dock import PlateDock
+
+    with _Viewer(viewer) as viewer:
+        dock = PlateDock(viewer)
+        viewer.window.add_dock_widget(dock, name="Plate")
+        dock.set_model(model)
+        p = dock.panel
+        p.plate_path.path = plate
+        p.device.value = "cpu"
+        p.run_btn.native.click()
+        pump(0.5, until=lambda: not p.running)
+        p.wells_table.select_row(0, emit=True)
+        pump(0.5, until=lambda: p.opened is not None and not p.steps.busy)
+        viewer.reset_view()
+        return snap(viewer, out)
+
+
 def shot_samples(out: Path, viewer=None) -> Path:
     with _Viewer(viewer) as viewer:
         viewer.open_sample("napari-rarepheno", "mitosis_mosaic")
@@ -203,16 +224,42 @@ def yeast_sets(work: Path, device: str = "cpu", epochs: int = 8) -> dict:
     return {"model": model, "test_crops": test / "crops", "few_train": few / "train", "few_test": few / "test"}
 
 
+def plate_set(work: Path, device: str = "cpu") -> dict:
+    """A simulated 96-well OME-Zarr plate (2 fields per well, the rare phenotype in 5 wells) and
+    a WSCNN trained briefly on fields like its (benchmarks/plates.py's recipe: about a minute on
+    2 CPU cores), built on first use."""
+    from napari_rarepheno.core.datasets.synthetic import SimConfig, simulate
+    from napari_rarepheno.core.plates.synthetic import (
+        SMALL_FIELDS,
+        PlateSim,
+        simulate_plate,
+    )
+    from napari_rarepheno.core.training.augment import AugmentConfig
+    from napari_rarepheno.core.training.trainer import TrainConfig
+    from napari_rarepheno.core.wscnn.train import WSCNNOptions, train_wscnn
+
+    root = work / "plate"
+    model, plate = root / "model.safetensors", root / "plate.zarr"
+    if not model.exists():
+        simulate(root / "train", SimConfig(n_per_class=128, seed=5, **SMALL_FIELDS), overwrite=True)
+        aug = AugmentConfig(rotation_ranges=[(-20.0, 20.0), (160.0, 200.0)], translate_px=8.0)
+        train_wscnn(root / "train", model, WSCNNOptions(augment=aug),
+                    TrainConfig(epochs=8, seed=0, batch_size=16, device=device))
+    if not (plate / "simulation.json").exists():
+        simulate_plate(plate, PlateSim(sim=SimConfig(seed=21, **SMALL_FIELDS), fields=2), "zarr", overwrite=True)
+    return {"model": model, "plate": plate}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="demo-output", help="the demo's output folder (data, models)")
     ap.add_argument("--images", default=str(HERE / "images"))
     ap.add_argument("--only", nargs="*", default=None,
-                    help="some of: train infer deepyeast explore samples (default: all)")
+                    help="some of: train infer deepyeast explore plate samples (default: all)")
     args = ap.parse_args(argv)
-    want = set(args.only or ("train", "infer", "deepyeast", "explore", "samples"))
+    want = set(args.only or ("train", "infer", "deepyeast", "explore", "plate", "samples"))
     work, images = Path(args.work), Path(args.images)
-    if not (work / "model.safetensors").exists():
+    if want & {"train", "infer"} and not (work / "model.safetensors").exists():
         sys.exit(f"{work}/model.safetensors not found: run `make demo ARGS=--headless` first")
     os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")  # no toasts in pictures
     os.environ.setdefault("RAREPHENO_CACHE", str(work / "cache"))
@@ -234,6 +281,9 @@ def main(argv=None) -> int:
             shot_deepyeast(ys["model"], images / "deepyeast-classify.png")
         if "explore" in want:
             shot_explore(ys["model"], ys["test_crops"], ys["few_train"], ys["few_test"], images)
+    if "plate" in want:
+        ps = plate_set(work)
+        shot_plate(ps["model"], ps["plate"], images / "plate.png")
     if "samples" in want:
         shot_samples(images / "sample-mitosis-mosaic.png")
     return 0

@@ -47,3 +47,22 @@ def test_screenshot_of_the_deepyeast_dock(shots_module, make_napari_viewer, tmp_
     out = shots_module.shot_deepyeast(deepyeast_model, tmp_path / "dy.png", viewer=viewer)
     _looks_like_a_window(out)
     assert "protein cells" in viewer.layers
+
+
+def test_screenshot_of_the_plate_dock(shots_module, make_napari_viewer, tmp_path):
+    from helpers import random_wscnn
+
+    from napari_rarepheno.core.datasets.synthetic import SimConfig
+    from napari_rarepheno.core.plates.synthetic import (
+        SMALL_FIELDS,
+        PlateSim,
+        simulate_plate,
+    )
+
+    model = random_wscnn(tmp_path / "m.safetensors")
+    plate = simulate_plate(tmp_path / "plate", PlateSim(sim=SimConfig(seed=3, **SMALL_FIELDS), rows=2, cols=3,
+                                                         fields=2, positive_wells=("A02",)), "folder")
+    viewer = make_napari_viewer(show=True)
+    out = shots_module.shot_plate(model, plate, tmp_path / "plate.png", viewer=viewer)
+    _looks_like_a_window(out)
+    assert "plate heatmap" in viewer.layers and any(lay.name.endswith(" saliency") for lay in viewer.layers)
