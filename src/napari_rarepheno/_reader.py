@@ -6,7 +6,11 @@
   every result found;
 * ``X_saliency.tif`` -> saliency image (additive, over the image);
 * ``X_mask.tif`` / ``X_cells.tif`` -> labels, with ``X_objects.csv`` / ``X_cells.csv``
-  as ``features`` when present.
+  as ``features`` when present;
+* a plate results folder (``wells.csv``: ``rarepheno plate``, the Plate dock) -> the plate
+  heatmap and its well grid; an OME-Zarr HCS plate -> each well's first field, small, in the
+  well grid (:mod:`._plate_layers`). The Plate dock takes the plate or results folder from
+  these layers.
 
 napari offers every reader that accepts folders for a folder (its own reads any folder as
 an image stack: a plain grey image), and npe2 does not match ``filename_patterns`` against
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ._layers import result_meta, safe_name, saliency_layer
+from ._plate_layers import is_hcs_plate, overview_layers, results_layers
 from .core.io.images import read_image
 
 MAX_IMAGES = 50
@@ -42,12 +47,28 @@ def get_reader(path):
         path = path[0]
     p = Path(path)
     if p.is_dir():
+        if (p / "wells.csv").is_file():
+            return read_plate_results
+        if is_hcs_plate(p):
+            return read_plate_overview
         return read_folder if is_results_folder(p) else None
+    if p.name == "wells.csv" and p.exists():
+        return lambda path: read_plate_results(Path(path).parent)
     if p.name.endswith("predictions.csv") and p.exists():
         return lambda path: read_folder(Path(path).parent)
     if p.name.endswith(("_saliency.tif", "_mask.tif", "_cells.tif")) and p.exists():
         return read_file
     return None
+
+
+def read_plate_results(path) -> list[tuple]:
+    """A plate results folder (``rarepheno plate``, the Plate dock): its heatmap and well grid."""
+    return results_layers(Path(path))
+
+
+def read_plate_overview(path) -> list[tuple]:
+    """An OME-Zarr HCS plate: each well's first field, small, in the well grid."""
+    return overview_layers(Path(path))
 
 
 def is_results_folder(folder: Path) -> bool:

@@ -236,3 +236,32 @@ def test_a_deepyeast_plate_opens_its_wells_cells(dock, plates, qtbot, tmp_path):
     cells = [lay for lay in viewer.layers if lay.name.startswith(f"{well}/") and lay.name.endswith(" cells")]
     assert len(cells) == 2 and all(lay._type_string == "labels" and len(lay.features) for lay in cells)
     assert p.fields_table.columns == ["field", "score", "class", "n_cells"]
+
+
+def test_the_reader_opens_a_plate_and_its_results_and_the_dock_takes_them(make_napari_viewer, plates, model,
+                                                                          tmp_path):
+    from napari_rarepheno import _reader
+    from napari_rarepheno.core.plates.wells import score_plate
+
+    assert _reader.get_reader(str(plates["folder"])) is None  # folder plates: the dock reads them
+    viewer = make_napari_viewer()
+    viewer.open(str(plates["zarr"]), plugin="napari-rarepheno")
+    ov, grid = viewer.layers["plate overview"], viewer.layers["plate wells"]
+    # each well's first field at the coarsest level (64x80 -> 32x40) in its square of the grid
+    assert ov.data.shape == (2 * 40, 3 * 40) and float(ov.scale[-1]) == 2.0  # a square: 80 world units
+    assert ov.data[:32, :40].std() > 0 and ov.metadata["rarepheno"]["plate"] == str(plates["zarr"])
+    assert len(grid.data) == 6 and list(grid.features["label"]) == ["A01", "A02", "A03", "B01", "B02", "B03"]
+    assert list(grid.features["n_fields"]) == [2] * 6
+    d = PlateDock(viewer)  # the dock takes the plate opened in the viewer
+    assert d.panel.plate_path.path == Path(plates["zarr"]) and d.panel.out.path is None
+
+    res = score_plate(model, plates["zarr"], tmp_path / "res", device="cpu")
+    viewer = make_napari_viewer()
+    d = PlateDock(viewer)
+    viewer.open(str(tmp_path / "res"), plugin="napari-rarepheno")
+    heat = viewer.layers["plate heatmap"]
+    for w in res.wells:
+        r, c = parse_well(w["well"])
+        assert heat.data[r, c] == pytest.approx(w["score"], abs=1e-6)
+    assert float(heat.scale[-1]) == 80.0 and len(viewer.layers["plate wells"].data) == 6
+    assert d.panel.out.path == tmp_path / "res"  # then Open results shows it in the dock

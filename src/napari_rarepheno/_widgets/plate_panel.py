@@ -7,7 +7,9 @@ folder it writes wells.csv, fields.csv, plate.png and plate.json there; results 
 there are resumed or replaced (the dock asks). **Stop** ends the run after the current
 field: the wells scored so far are shown, and Run with Resume continues it later.
 **Open results** shows a results folder (of the dock or of ``rarepheno plate``) without
-scoring again, and fills in the plate it is of from its plate.json.
+scoring again, and fills in the plate it is of from its plate.json. A plate or a results
+folder opened with the plugin's reader (File > Open) fills in the plate or the results
+folder.
 
 The plate is shown as two layers (:mod:`.plate_results`): "plate heatmap" (wells coloured by
 score, a colour bar) and "plate wells" (the grid, the best wells labelled with their rank,
@@ -29,6 +31,7 @@ from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, S
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _layers, _workers
+from .._plate_layers import GRID, HEATMAP, OVERVIEW, PlateView, prepare_plate
 from ..core.errors import InputError
 from ..core.plates.reading import DEFAULT_REGEX, is_zarr, read_plate
 from ..core.plates.results import read_results
@@ -40,14 +43,7 @@ from ._paths import PathPicker
 from ._progress import TrainingProgress
 from ._steps import GuiSteps
 from ._table import ResultsTable, zoom_to_box
-from .plate_results import (
-    GRID,
-    HEATMAP,
-    PlateView,
-    PreparedWell,
-    prepare_plate,
-    prepare_well,
-)
+from .plate_results import PreparedWell, prepare_well
 
 WELL_SCORES = ("max", "mean", "q75")
 
@@ -168,6 +164,9 @@ class PlatePanel(JobPanel, QWidget):
         self.fields_table.row_selected.connect(self._on_field_row)
         self.plate_path.line.changed.connect(self._on_plate)
         viewer.mouse_drag_callbacks.append(self._on_canvas_click)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        for layer in list(viewer.layers):
+            self.adopt(layer)
         self._on_plate()
         self.update_buttons()
 
@@ -177,6 +176,19 @@ class PlatePanel(JobPanel, QWidget):
         zarr = p is not None and is_zarr(p)
         self.zarr_row.visible = zarr or p is None
         self.regex.visible = self.channel_files.visible = not zarr
+
+    def _on_layer_inserted(self, event) -> None:
+        self.adopt(event.value)
+
+    def adopt(self, layer) -> None:
+        """A plate opened with the plugin's reader fills an empty plate field (an OME-Zarr
+        plate's overview) or results folder (a results folder's heatmap)."""
+        meta = (getattr(layer, "metadata", None) or {}).get(_layers.META_KEY, {})
+        role = meta.get("role")
+        if role == OVERVIEW and meta.get("plate") and self.plate_path.path is None:
+            self.plate_path.path = meta["plate"]
+        elif role == "plate" and meta.get("out") and self.out.path is None and self.view is None:
+            self.out.path = meta["out"]
 
     def plate_args(self) -> PlateArgs:
         p = self.plate_path.path
@@ -472,4 +484,8 @@ class PlatePanel(JobPanel, QWidget):
         try:
             self.viewer.mouse_drag_callbacks.remove(self._on_canvas_click)
         except ValueError:
+            pass
+        try:
+            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        except (TypeError, ValueError, RuntimeError):
             pass

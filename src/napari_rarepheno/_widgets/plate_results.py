@@ -1,187 +1,32 @@
-"""What the Plate dock shows, prepared in workers: the plate's layers and table, a well's fields.
-
-:func:`prepare_plate` turns a run's (or a results folder's) wells and fields into the two
-plate layers and the wells table's rows:
-
-* "plate heatmap": an Image of rows x columns wells coloured by the well's score (viridis,
-  0..1, with napari's colour bar);
-* "plate wells": a Shapes layer of one square per well of the plate format: the grid, wells
-  without fields in grey, the best wells outlined and labelled with their rank, the well
-  names (up to 384 wells); each square's features are its well's row (hover a well: its
-  score, rank, fields).
-
-The fields of a well open below the plate at their own pixel size
-(:meth:`PlateView.field_translates`); a well's square is as large as the largest field on
-small plates, and smaller on large ones, so that the open well's fields take about half the
-plate's width (:func:`well_side`).
+"""A well's fields as the Plate dock opens them, prepared in a worker.
 
 :func:`prepare_well` predicts a well's fields the way the WSCNN dock's Infer tab predicts an
 image (``predict_wscnn`` with class-map localisation, at the precision the plate was scored
 with, so the probabilities are the ones in fields.csv; objects at the command line's default
-saliency settings) or classifies their cells (DeepYeast), and builds every layer. The GUI
-thread only appends them.
+saliency settings) or classifies their cells (DeepYeast), lays them out below the plate
+(:meth:`.._plate_layers.PlateView.field_translates`) and builds every layer. The GUI thread
+only appends them. The plate's own layers are built in :mod:`.._plate_layers` (the plugin's
+reader shows them too).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import _layers
+from .._plate_layers import PlateView
 from ..core.errors import InputError
 from ..core.inference.segment import SaliencyConfig
-from ..core.plates.heatmap import score_grid
-from ..core.plates.layout import parse_well, well_name
 from ..core.plates.wells import LAZY_PIXELS, LAZY_TILE
 from ..core.progress import CancelToken, Progress
 from .deepyeast_classify import prepare_cells
 from .wscnn_results import cached_from_prediction, prepare_segmentation, saliency_tuple
 
-HEATMAP, GRID = "plate heatmap", "plate wells"
-#: wells outlined and labelled with their rank (as in plate.png)
-TOP = 10
-#: well names are written on the plate up to this many wells (beyond, the ranks only)
-NAMED_WELLS = 384
-EMPTY_WELL = "#c8c8c8"
 #: colours of a field's channels when it has several (one additive layer each)
 CHANNEL_COLORS = ("green", "magenta", "cyan", "yellow", "red", "blue")
-WELL_COLUMNS = ("rank", "well", "score")
 FIELD_COLUMNS = {"wscnn": ("field", "score", "predicted", "objects", "peak_y", "peak_x"),
                  "deepyeast": ("field", "score", "class", "n_cells")}
-
-
-@dataclass
-class PlateView:
-    """A plate's results as the dock shows them (built in a worker)."""
-
-    name: str
-    kind: str                                  # 'wscnn' | 'deepyeast'
-    shape: tuple[int, int]                     # rows, columns of the plate format
-    cell: float                                # a well's side in world units (:func:`well_side`)
-    wells: list[dict]                          # highest score first
-    fields: list[dict]                         # plate order
-    complete: bool = True
-    out: Path | None = None
-    side: float = 1.0                          # the largest field's side (px)
-    layers: list[tuple] = field(default_factory=list)   # (layer data tuple, built layer): heatmap, grid
-    table: tuple[list[str], list[list]] = ((), ())      # the wells table (columns, rows)
-
-    @property
-    def well_names(self) -> list[str]:
-        return [w["well"] for w in self.wells]
-
-    def fields_of(self, well: str) -> list[dict]:
-        return [f for f in self.fields if f["well"] == well]
-
-    def well_at(self, y: float, x: float) -> str | None:
-        """The well (with results) under the world position (y, x) of the heatmap; None elsewhere."""
-        if y < 0 or x < 0:
-            return None
-        r, c = int(y // self.cell), int(x // self.cell)
-        if r >= self.shape[0] or c >= self.shape[1]:
-            return None
-        name = well_name(r, c)
-        return name if name in set(self.well_names) else None
-
-    def well_box(self, well: str) -> tuple[float, float, float, float]:
-        """(y0, x0, y1, x1) world extent of ``well``'s square on the heatmap."""
-        r, c = parse_well(well)
-        return r * self.cell, c * self.cell, (r + 1) * self.cell, (c + 1) * self.cell
-
-    def field_translates(self, sizes: list[tuple[int, int]]) -> list[tuple[float, float]]:
-        """Where a well's fields go (world translate of each, at scale 1): below the plate,
-        left to right, a new row where the plate's width ends."""
-        gap = 0.05 * max(self.side, max((max(s) for s in sizes), default=1))
-        widest = max((w for _, w in sizes), default=1)
-        per_row = max(1, int((self.shape[1] * self.cell + gap) // (widest + gap)))
-        y, out = self.shape[0] * self.cell + max(0.25 * self.cell, 2 * gap), []
-        for start in range(0, len(sizes), per_row):
-            row = sizes[start:start + per_row]
-            x = 0.0
-            for h, w in row:
-                out.append((y, x))
-                x += w + gap
-            y += max(h for h, _ in row) + gap
-        return out
-
-
-def field_side(fields: list[dict]) -> float:
-    """The largest field's side (px), from the fields table's height and width; 1 when unknown."""
-    sides = [max(int(f.get("height") or 0), int(f.get("width") or 0)) for f in fields]
-    return float(max(sides, default=0) or 1)
-
-
-def well_side(side: float, columns: int, fields_per_well: int) -> float:
-    """A well's side on the heatmap (world units): the largest field's ``side``, or less, so
-    that a well's fields (at scale 1, below the plate) are about half the plate's width."""
-    return float(side) * min(1.0, 2.0 * max(1, fields_per_well) / max(1, columns))
-
-
-def well_columns(wells: list[dict]) -> list[str]:
-    if not wells:
-        return list(WELL_COLUMNS)
-    return [*WELL_COLUMNS, *(k for k in wells[0] if k not in WELL_COLUMNS)]
-
-
-def prepare_plate(wells: list[dict], fields: list[dict], shape: tuple[int, int], *, kind: str, name: str,
-                  complete: bool = True, out: Path | None = None, label: str = "well score") -> PlateView:
-    """The plate's layers (built) and the wells table (call it in a worker)."""
-    side = field_side(fields)
-    per_well = max((int(w.get("n_fields") or 0) for w in wells), default=1)
-    cell = well_side(side, int(shape[1]), per_well)
-    view = PlateView(name, kind, (int(shape[0]), int(shape[1])), cell, list(wells), list(fields), complete, out,
-                     side=side)
-    cols = well_columns(view.wells)
-    view.table = (cols, [[w.get(c, "") for c in cols] for w in view.wells])
-    view.layers = [(ldt, _layers.build_layer(ldt)) for ldt in plate_layers(view, label)]
-    return view
-
-
-def plate_layers(view: PlateView, label: str = "well score") -> list[tuple]:
-    """The heatmap and grid layer data tuples of ``view``."""
-    rows, cols = view.shape
-    cell = view.cell
-    grid = score_grid(view.wells, view.shape)
-    meta = _layers.result_meta("plate", view.name, shape=[rows, cols], cell=cell, label=label,
-                               out=str(view.out) if view.out else None)
-    heat = (np.nan_to_num(grid, nan=0.0).astype(np.float32),
-            {"name": HEATMAP, "colormap": "viridis", "contrast_limits": (0.0, 1.0), "scale": (cell, cell),
-             "translate": (cell / 2, cell / 2), "metadata": meta}, "image")
-    import pandas as pd  # deferred: loads pandas
-
-    by_well = {w["well"]: w for w in view.wells}
-    named = rows * cols <= NAMED_WELLS
-    rects, face, edge, width = [], [], [], []
-    feats: dict[str, list] = {"well": [], "score": [], "rank": [], "n_fields": [], "label": [], "text_color": []}
-    thin, thick = 0.02 * cell, 0.08 * cell
-    for r in range(rows):
-        for c in range(cols):
-            well = well_name(r, c)
-            w = by_well.get(well)
-            y0, x0 = r * cell, c * cell
-            rects.append(np.array([[y0, x0], [y0, x0 + cell], [y0 + cell, x0 + cell], [y0 + cell, x0]]))
-            score = float(w["score"]) if w is not None else np.nan
-            rank = int(w["rank"]) if w is not None and w.get("rank") not in (None, "") else 0
-            light = w is None or score > 0.5  # dark marks on light wells (and on grey empty ones)
-            mark = "#000000" if light else "#ffffff"
-            top = 0 < rank <= TOP
-            feats["well"].append(well)
-            feats["score"].append(score)
-            feats["rank"].append(rank)
-            feats["n_fields"].append(int(w.get("n_fields") or 0) if w is not None else 0)
-            feats["label"].append(f"{well}\n#{rank}" if top and named else f"#{rank}" if top else
-                                  well if named else "")
-            feats["text_color"].append(mark)
-            face.append(EMPTY_WELL if w is None else "transparent")
-            edge.append(mark if top else "#303030")
-            width.append(thick if top else thin)
-    size = 9 if rows * cols <= 96 else 7
-    kw = {"name": GRID, "shape_type": "rectangle", "face_color": face, "edge_color": edge, "edge_width": width,
-          "features": pd.DataFrame(feats), "opacity": 1.0,
-          "text": {"string": "{label}", "size": size, "color": {"feature": "text_color"}, "anchor": "center"},
-          "metadata": _layers.result_meta("plate wells", view.name, shape=[rows, cols], cell=cell)}
-    return [heat, (rects, kw, "shapes")]
 
 
 # ------------------------------------------------------------------ a well's fields
