@@ -102,3 +102,12 @@ def test_a_wing_imports_only_the_base_and_the_wings_below_it():
             if w == "base" or t not in WINGS or WINGS.index(t) > WINGS.index(w):
                 bad.append(f"{mod}:{line} imports {target}")
     assert bad == []
+
+
+def test_test_modules_have_unique_names():
+    """The tests are not packages (no __init__.py), so pytest imports each module by its
+    basename: two files of one name stop the whole run at collection."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a name"
+        seen[path.name] = path
