@@ -263,9 +263,6 @@ def main(argv=None) -> int:
         sys.exit(f"{work}/model.safetensors not found: run `make demo ARGS=--headless` first")
     os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")  # no toasts in pictures
     os.environ.setdefault("RAREPHENO_CACHE", str(work / "cache"))
-    crops = HERE.parents[1] / "shared" / "data" / "mitosis-crops"
-    if crops.is_dir():  # the project's shared HeLa crops (not shipped with the plugin)
-        os.environ.setdefault("RAREPHENO_MITOSIS_CROPS", str(crops))
     from napari_rarepheno.cli.demo import first_image, truth_boxes
 
     if "train" in want:  # the demo's data set, trained again through the dock
