@@ -202,6 +202,7 @@ def test_run_without_a_plate_or_model_says_what_is_missing(make_napari_viewer, m
     errors = []
     monkeypatch.setattr(plate_panel._workers, "notify_error", lambda e, context="": errors.append(str(e)))
     d = PlateDock(make_napari_viewer())
+    d.set_model(None)  # (a new dock adopts the model of any other dock still alive)
     assert d.panel.run() is None and "model file" in errors[-1]
     d.set_model("/nowhere/m.safetensors")
     assert d.panel.run() is None and "choose the plate" in errors[-1]

@@ -122,8 +122,10 @@ def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):
     # "objects only in images called positive": none for an image called negative
     panel.cache["cells"].probabilities = np.array([0.9, 0.1], np.float32)
     panel.positive_only.value = True
-    qtbot.waitUntil(lambda: len(viewer.layers["cells objects"].features) == 0, timeout=5_000)
-    assert len(viewer.layers["cells peaks"].data) == 0 and len(counted) == 1
+    # (the layers are handed to napari one per event-loop turn: objects, then peaks)
+    qtbot.waitUntil(lambda: len(viewer.layers["cells objects"].features) == 0
+                    and len(viewer.layers["cells peaks"].data) == 0, timeout=5_000)
+    assert len(counted) == 1
 
 
 def test_export_all_and_reread(infer, qtbot, tmp_path, monkeypatch, make_napari_viewer):
