@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--judge-epochs", type=int, default=40)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reuse-models", action="store_true", help="evaluate the WSCNN models a previous run left "
+                    "in benchmarks/data/models instead of training them again")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/wscnn_field.json"))
     args = ap.parse_args(argv)
     if args.quick:
@@ -136,15 +138,20 @@ def main(argv=None) -> int:
             opts.augment = opts.augment.with_intensity()
         path = models / f"mitosis-field-{name}{'-quick' if args.quick else ''}.safetensors"
         t1 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = train_wscnn(data, path, opts, TrainConfig(epochs=args.epochs, seed=0, precision=args.precision))
+        if args.reuse_models and path.exists():
+            best_epoch = None
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                best_epoch = train_wscnn(data, path, opts, TrainConfig(epochs=args.epochs, seed=0,
+                                                                       precision=args.precision)).best_epoch
         train_s = time.perf_counter() - t1
         lm = load_model(path)
         ev = evaluate_wscnn(lm, data / "test")
         acc = {"as is": ev["accuracy"]}
         for k, (how, v) in PERTURBATIONS.items():
-            p = classify_batch(lm, perturb(test.images, how, v), device="cpu")
+            images = test.images if lm.meta.channels is None else test.images[:, lm.meta.channels]
+            p = classify_batch(lm, perturb(images, how, v), device="cpu")
             acc[k] = float((p.argmax(1) == test.labels).mean())
         pred = predict_wscnn(lm, field, device="cpu")
         det = segment_saliency(pred.saliency, SaliencyConfig(min_distance=20, min_area=50))
@@ -157,7 +164,7 @@ def main(argv=None) -> int:
                 "score": float(det.scores[order[i]]), "judge": judged.rows[i]["class"]} for i in range(len(order))]
         share = float(np.mean([t["judge"] in MITOTIC for t in top])) if top else 0.0
         shift = image_shift(lm, field)
-        result["variants"][name] = {"train_seconds": round(train_s, 1), "best_epoch": res.best_epoch,
+        result["variants"][name] = {"train_seconds": round(train_s, 1), "best_epoch": best_epoch,
                                     "test_accuracy": acc, "detection_recall": ev.get("detection_recall"),
                                     "field_probability_positive": float(pred.probabilities[-1]),
                                     "field_objects": int(det.labels.max()), "top": top, "top_mitotic_share": share,
