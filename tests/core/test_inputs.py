@@ -118,6 +118,39 @@ def test_size_shift_is_reported():
     assert "1.6x the size" in compare(stats, diameter=32.0).messages[0]
 
 
+def _discs(side: int, diameter: float, noise: float, seed: int) -> np.ndarray:
+    """(1, side, side) dim background with bright discs of ``diameter`` px and pixel noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:side, :side]
+    img = np.full((side, side), 0.1, np.float32)
+    step = int(diameter * 1.8)
+    for cy in range(step // 2, side - step // 2, step):
+        for cx in range(step // 2, side - step // 2, step):
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < (diameter / 2) ** 2] = 0.6
+    return np.clip(img + rng.normal(0, noise, img.shape), 0, 1)[None].astype(np.float32)
+
+
+def test_wscnn_size_check_follows_magnification_not_pixel_noise():
+    """Training images with grainy cells (curated crops) and a field with smooth cells of the
+    same size: no size warning; the same field at 2x magnification: a 2x warning."""
+    from napari_rarepheno.core.nets.wscnn import WSCNN, WSCNNConfig
+    from napari_rarepheno.core.wscnn.shift import image_input_stats, image_shift
+
+    train = np.stack([_discs(192, 30, 0.5, s) for s in range(6)])
+    cfg = WSCNNConfig(in_channels=1, widths=(4, 4, 4))
+    meta = ModelMeta("wscnn", config_to_dict(cfg), ["negative", "positive"],
+                     normalization={"mean": [0.3], "std": [0.2]})
+    meta.input_stats = image_input_stats(train)
+    assert meta.input_stats["object_diameter"] == pytest.approx(30, rel=0.2)
+    lm = LoadedModel(WSCNN(cfg).eval(), meta)
+    same = image_shift(lm, _discs(384, 30, 0.02, 9))
+    assert same.summary["size_ratio"] == pytest.approx(1.0, abs=0.2)
+    assert not any("size" in m for m in same.messages)
+    zoomed = image_shift(lm, _discs(384, 60, 0.02, 9))
+    assert zoomed.summary["size_ratio"] == pytest.approx(2.0, rel=0.2)
+    assert any("the size of the training objects" in m for m in zoomed.messages)
+
+
 def test_deepyeast_field_rows_carry_the_shift_score():
     crops = _mitosis(60)
     lm = _tiny_deepyeast("percentile")
