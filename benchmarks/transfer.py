@@ -207,10 +207,10 @@ def main(argv=None) -> int:
                 print("  forest      " + "".join(f"  {k} {row['forest'][k]['accuracy']:.3f}" for k in sets),
                       flush=True)
             result["splits"][split] = row
-    result["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float))
+            result["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+            out = Path(args.out)  # after every split: a stopped run keeps the splits it finished
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2, default=float))
     print(f"\nwrote {out} ({result['wall_seconds']:.0f} s)")
     return 0
 
