@@ -163,7 +163,13 @@ def test_lazy_prediction_equals_predict_wscnn():
     # forward-only localisation: the positive evidence of the class maps, no backward pass
     from napari_rarepheno.core.inference.predict import saliency_batch
     from napari_rarepheno.core.inference.saliency import evidence_map
+    # ... moved by the model's calibrated shift (where its detector fires relative to objects)
+    lm.meta.training["cam_shift"] = [0, 0]
+    ref = predict_wscnn(lm, img[None], saliency=True, saliency_mode="cam")
     np.testing.assert_allclose(ref.saliency, evidence_map(ref.class_maps, 1), atol=1e-6)
+    lm.meta.training["cam_shift"] = [4, -8]
+    moved = predict_wscnn(lm, img[None], saliency=True, saliency_mode="cam")
+    np.testing.assert_allclose(moved.saliency[40:-40, 40:-40], ref.saliency[36:-44, 48:-32], atol=1e-5)
     crops = np.stack([img[None, :200, :240], img[None, 250:450, 350:590]])
     probs, sal = saliency_batch(lm, crops, mode="cam")
     for k in range(2):

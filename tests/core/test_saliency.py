@@ -263,3 +263,37 @@ def test_segmentation_is_cheap_enough_for_live_sliders():
     det = segment_saliency(s, SaliencyConfig())
     assert len(det) == 16
     assert time.perf_counter() - t < 1.0  # typically ~30 ms; generous for loaded CI machines
+
+
+def test_class_map_evidence_is_calibrated_onto_the_gradient_saliency(wscnn_model, positive_image):
+    """Training stores where the model's class-map evidence sits relative to what the
+    gradient saliency marks (``training.cam_shift``); the forward-only localisation with it
+    overlaps the gradient map at least as well as without it, and a model without one is
+    calibrated on the first image it sees."""
+    import torch
+
+    from napari_rarepheno.core.inference.predict import predict_wscnn, prepare_image
+    from napari_rarepheno.core.inference.saliency import calibrate_cam, cam_offsets, unit_geometry
+    from napari_rarepheno.core.inputs.normalize import Normalization
+    from napari_rarepheno.core.io.modelfile import load_model
+
+    lm = load_model(wscnn_model)
+    shift = lm.meta.training.get("cam_shift")
+    assert shift is not None and len(shift) == 2 and all(abs(v) <= 24 for v in shift)
+    grad = predict_wscnn(lm, positive_image[None], saliency=True, saliency_mode="map").saliency
+    cam = predict_wscnn(lm, positive_image[None], saliency=True, saliency_mode="cam").saliency
+    lm.meta.training["cam_shift"] = [0, 0]
+    raw = predict_wscnn(lm, positive_image[None], saliency=True, saliency_mode="cam").saliency
+
+    def overlap(a, b):
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    assert overlap(cam, grad) >= overlap(raw, grad) - 1e-6
+    # without a stored shift, the first image calibrates the model (kept in memory)
+    del lm.meta.training["cam_shift"]
+    nrm = Normalization.of_model(lm.meta)
+    x = nrm.apply_torch(torch.from_numpy(nrm.scale_samples(prepare_image(lm, positive_image[None])[None])))
+    found = calibrate_cam(lm.model, x, 1)
+    offset, _ = unit_geometry(lm.model)
+    assert cam_offsets(lm, x, 1) == (offset + found[0], offset + found[1])
+    assert lm.meta.training["cam_shift"] == list(found)

@@ -44,7 +44,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .. import _layers, _reader, _workers
 from ..core.errors import InputError
-from ..core.inference.segment import SaliencyConfig
+from ..core.inference.segment import SaliencyConfig, default_saliency_config
 from ..core.io.files import expand_inputs, image_entries
 from ..core.io.images import read_image
 from ..core.progress import CancelToken, Progress
@@ -113,7 +113,8 @@ class WSCNNInferPanel(JobPanel, QWidget):
         self.stop_btn.changed.connect(self.stop)
         btns = Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False)
         btns.margins = (0, 0, 0, 0)
-        d = SaliencyConfig()  # the CLI's defaults: the same model gives the same objects here and there
+        # the CLI's defaults for the chosen localisation: the same model gives the same objects here and there
+        d = default_saliency_config(LOCALISATIONS.get(str(self.localisation.value), "cam"))
         self.threshold = FloatSlider(label="threshold", value=d.threshold, min=0.0, max=1.0, step=0.01,
                                      tooltip="fraction of the image's highest saliency")
         self.sigma = FloatSlider(label="smoothing (px)", value=d.sigma, min=0.0, max=10.0, step=0.1)
@@ -129,6 +130,7 @@ class WSCNNInferPanel(JobPanel, QWidget):
         for w in (self.threshold, self.sigma, self.peak_fraction, self.min_area, self.min_distance,
                   self.positive_only):
             w.changed.connect(self._schedule_resegment)
+        self.localisation.changed.connect(self._on_localisation)
         self.prob_label = Label(value="")
         self.prob_label.native.setWordWrap(True)
         self.form = Container(widgets=[self.source, self.folder, self.channel_files, self.out, self.localisation,
@@ -196,6 +198,12 @@ class WSCNNInferPanel(JobPanel, QWidget):
             return f"{n} image(s) of {len(pats)} channel files each ({n * len(pats)} files)"
         except InputError as e:
             return f"not usable: {e}"
+
+    def _on_localisation(self, *_):
+        """Class maps and gradient saliency want different object settings (``CAM_DEFAULTS``):
+        the sliders move to the chosen localisation's defaults."""
+        d = default_saliency_config(self.saliency_mode())
+        self.sigma.value, self.threshold.value, self.peak_fraction.value = d.sigma, d.threshold, d.peak_fraction
 
     def saliency_mode(self) -> str:
         """'cam' (class maps, the default) or 'map' (gradient saliency)."""

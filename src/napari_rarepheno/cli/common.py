@@ -15,7 +15,12 @@ from ..core.errors import (
     ensure_writable_dir,
     os_error_message,
 )
-from ..core.inference.segment import THRESHOLD_MODES, SaliencyConfig
+from ..core.inference.segment import (
+    CAM_DEFAULTS,
+    THRESHOLD_MODES,
+    SaliencyConfig,
+    default_saliency_config,
+)
 from ..core.io.atomic import remove_stale_temps, write_text
 from ..core.progress import CancelToken, Progress
 
@@ -196,12 +201,14 @@ def add_segmentation_args(p) -> None:
     """Saliency -> objects settings (``core.inference.segment.SaliencyConfig``), the same knobs as the
     WSCNN dock's sliders, so objects tuned there can be reproduced in batch."""
 
-    d = SaliencyConfig()
-    g = p.add_argument_group("object segmentation, WSCNN models (the same settings as the dock's sliders)")
-    g.add_argument("--sigma", type=float, default=None, help=f"saliency smoothing in px (default {d.sigma:g})")
+    d, c = SaliencyConfig(), CAM_DEFAULTS
+    g = p.add_argument_group("object segmentation, WSCNN models (the same settings as the dock's sliders; "
+                             "the defaults depend on --localisation)")
+    g.add_argument("--sigma", type=float, default=None,
+                   help=f"saliency smoothing in px (default {d.sigma:g}; class maps {c['sigma']:g})")
     g.add_argument("--threshold", type=float, default=None,
                    help="object threshold: with the relative mode a fraction of the image's maximum saliency "
-                   f"(default {d.threshold:g}), with the absolute mode a saliency value")
+                   f"(default {d.threshold:g}; class maps {c['threshold']:g}), with the absolute mode a saliency value")
     g.add_argument("--threshold-mode", choices=THRESHOLD_MODES, default=None,
                    help=f"how --threshold is read (default {d.threshold_mode})")
     g.add_argument("--min-distance", type=int, default=None,
@@ -209,7 +216,7 @@ def add_segmentation_args(p) -> None:
     g.add_argument("--min-area", type=int, default=None, help=f"smaller objects are dropped, px (default {d.min_area})")
     g.add_argument("--peak-fraction", type=float, default=None,
                    help="each object keeps the pixels at least this fraction of its own peak; 0: the "
-                   f"threshold alone (default {d.peak_fraction:g})")
+                   f"threshold alone (default {d.peak_fraction:g}; class maps {c['peak_fraction']:g})")
 
 
 def segmentation_args_given(args) -> list[str]:
@@ -219,7 +226,8 @@ def segmentation_args_given(args) -> list[str]:
 def saliency_config_from_args(args):
     """The SaliencyConfig the segmentation options ask for, checked before any work starts."""
 
-    cfg = SaliencyConfig(**{k: getattr(args, k) for k in _SEGMENTATION_ARGS if getattr(args, k, None) is not None})
+    mode = "cam" if getattr(args, "localisation", None) == "cam" else "map"
+    cfg = default_saliency_config(mode, **{k: getattr(args, k, None) for k in _SEGMENTATION_ARGS})
     cfg.validate()
     return cfg
 

@@ -28,7 +28,9 @@ from ..nets.folding import inference_copy, inference_model
 from ..progress import CancelToken, Progress, ProgressCallback
 from .border import CroppedRows, LazyBorder, border_margin
 from .saliency import (
+    CAM_CALIBRATION_SIDE,
     SALIENCY_MODES,
+    cam_offsets,
     eval_mode,
     evidence_map,
     objective_weights,
@@ -53,12 +55,14 @@ class LazyPrediction:
     def predicted(self) -> str:
         return self.class_names[int(np.argmax(self.probabilities))]
 
-    def class_maps_window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def class_maps_window(self, y0: int, y1: int, x0: int, x1: int, offsets=None) -> np.ndarray:
         """Class maps interpolated at the pixels of one window, aligned to the image (as
-        ``saliency.upsample_maps`` does for the whole image): (K, y1-y0, x1-x0) float32."""
+        ``saliency.upsample_maps`` does for the whole image): (K, y1-y0, x1-x0) float32.
+        ``offsets``: (rows, columns) instead of ``offset`` (``saliency.cam_offsets``)."""
+        oy, ox = (self.offset, self.offset) if offsets is None else offsets
         maps = torch.from_numpy(self.class_maps)
-        rows = _lerp(maps, 1, np.arange(y0, y1), self.offset, self.stride)
-        return _lerp(rows, 2, np.arange(x0, x1), self.offset, self.stride).numpy()
+        rows = _lerp(maps, 1, np.arange(y0, y1), oy, self.stride)
+        return _lerp(rows, 2, np.arange(x0, x1), ox, self.stride).numpy()
 
 
 def _lerp(t: torch.Tensor, dim: int, pixels: np.ndarray, offset: float, stride: int) -> torch.Tensor:
@@ -187,11 +191,24 @@ def predict_wscnn_lazy(loaded, image: Any, *, tile: int = 512, overlap: int | No
     pred = LazyPrediction(probs, maps[0].numpy(), out if saliency else None, names, offset, stride,
                           len(rows) * len(cols))
     if cam:  # row bands of the upsampled evidence, in padded coordinates, cropped by the sink
+        offsets = cam_offsets(loaded, _calibration_window(loaded, img, nrm, dev), t)
         for r in range(0, H, 256):
             e = min(r + 256, H)
-            sink[r:e] = evidence_map(pred.class_maps_window(r, e, 0, W), t)
+            sink[r:e] = evidence_map(pred.class_maps_window(r, e, 0, W, offsets), t)
     pred.offset = offset - margin
     return pred
+
+
+def _calibration_window(loaded, img, nrm, dev) -> torch.Tensor | None:
+    """The central window of a lazily read image, normalised, for ``saliency.cam_offsets``
+    of a model without a stored calibration (None when the model has one: nothing read)."""
+    if (loaded.meta.training or {}).get("cam_shift") is not None:
+        return None
+    H, W = img.shape[1:]
+    side = CAM_CALIBRATION_SIDE
+    y0, x0 = max(0, (H - side) // 2), max(0, (W - side) // 2)
+    window = img.read(y0, min(H, y0 + side), x0, min(W, x0 + side))
+    return nrm.apply_torch(torch.from_numpy(np.ascontiguousarray(window, np.float32))[None].to(dev))
 
 
 class ScaledImage:

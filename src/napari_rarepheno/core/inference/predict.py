@@ -24,6 +24,7 @@ from .border import border_margin, crop_border, pad_border
 from .lazy import predict_wscnn_lazy
 from .saliency import (
     SALIENCY_MODES,
+    cam_offsets,
     eval_mode,
     evidence_map,
     maps_and_saliency,
@@ -126,7 +127,7 @@ def saliency_batch(loaded, images: np.ndarray, *, device: str | torch.device = "
         if mode == "cam":  # forward only: the positive evidence of the upsampled class maps
             with eval_mode(model), torch.no_grad():
                 maps = model.class_maps(x).float()
-            up = upsample_maps(maps.cpu(), images.shape[2:], offset, stride).numpy()
+            up = upsample_maps(maps.cpu(), images.shape[2:], cam_offsets(loaded, x, t), stride).numpy()
             sal = np.stack([evidence_map(crop_border(u, margin), t) for u in up])
         else:
             maps, g = maps_and_saliency(model, x, t, mode)
@@ -212,8 +213,9 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     offset, stride = unit_geometry(model)
     cams = upsample_maps(maps.float().cpu(), (H, W), offset, stride)[0].numpy().astype(np.float32)
     cams, sal = crop_border(cams, margin), (None if sal is None else crop_border(sal, margin))
-    if saliency and saliency_mode == "cam":
-        sal = evidence_map(cams, t)
+    if saliency and saliency_mode == "cam":  # the evidence where the objects are (calibrated offsets)
+        shifted = upsample_maps(maps.float().cpu(), (H, W), cam_offsets(loaded, x, t), stride)[0].numpy()
+        sal = evidence_map(crop_border(shifted.astype(np.float32), margin), t)
     return WSCNNPrediction(probs, cams, sal, names, 1)
 
 

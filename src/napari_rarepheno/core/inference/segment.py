@@ -55,6 +55,21 @@ class SaliencyConfig:
                              f"got {self.peak_fraction}")
 
 
+#: defaults for the class maps' evidence (``saliency_mode='cam'``): broader and smoother than a
+#: gradient map, it wants more smoothing, a lower threshold and little trimming. Chosen by F1 of
+#: the 90%-cover rule on 120 Sim Data 1 validation positives (12-epoch model, calibrated
+#: offsets): sigma 6 / 0.1 / 0.1 F1 0.997, vs 0.40 recall with the gradient defaults.
+CAM_DEFAULTS = {"sigma": 6.0, "threshold": 0.1, "peak_fraction": 0.1}
+
+
+def default_saliency_config(mode: str = "map", **given) -> SaliencyConfig:
+    """The object settings for a localisation ``mode`` ('cam': :data:`CAM_DEFAULTS`; the
+    gradient modes: :class:`SaliencyConfig`'s), with the ``given`` ones (not None) winning."""
+    base = dict(CAM_DEFAULTS) if mode == "cam" else {}
+    base.update({k: v for k, v in given.items() if v is not None})
+    return SaliencyConfig(**base)
+
+
 @dataclass
 class Detections:
     """Objects found in one saliency map. Label ``i + 1`` is the object of ``peaks[i]``;
@@ -161,5 +176,5 @@ def trim_to_peak_fraction(det: Detections, smoothed: np.ndarray, fraction: float
     return Detections(labels, det.peaks, det.scores, labels > 0, det.threshold, areas)
 
 
-__all__ = ["THRESHOLD_MODES", "SaliencyConfig", "Detections", "smooth_saliency", "segment_saliency",
+__all__ = ["THRESHOLD_MODES", "CAM_DEFAULTS", "default_saliency_config", "SaliencyConfig", "Detections", "smooth_saliency", "segment_saliency",
            "trim_to_peak_fraction"]

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..device import resolve_device, resolve_precision
 from ..errors import InputError
 from ..inference.border import border_decision, border_margin, pad_border
+from ..inference.saliency import calibrate_cam, positive_index
 from ..inputs.normalize import Normalization
 from ..io.atomic import remove_stale_temps
 from ..io.folders import ImageSet, drop_empty_channels, find_splits, load_wscnn_split
@@ -122,6 +124,20 @@ def build_wscnn(train: ImageSet, opts: WSCNNOptions, seed: int = 0) -> tuple[WSC
     return model, meta
 
 
+def _cam_shift(res, val, norm) -> list[int] | None:
+    """Where the class maps' evidence sits relative to the objects, measured on up to 16
+    validation positives as prediction sees them (``inference.saliency.calibrate_cam``)."""
+    loaded = LoadedModel(res.model, res.meta)
+    t = positive_index(res.meta.class_names)
+    pos = np.flatnonzero(np.asarray(val.labels) == t)[:16]
+    if not len(pos):
+        return None
+    x = pad_border(val.images[pos], border_margin(loaded))
+    dev = next(res.model.parameters()).device
+    shift = calibrate_cam(res.model, norm.apply_torch(torch.from_numpy(np.ascontiguousarray(x)).to(dev)), t)
+    return None if shift is None else list(shift)
+
+
 def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions | None = None,
                 cfg: TrainConfig | None = None, *, callback: ProgressCallback = None,
                 cancel: CancelToken | None = None, resume: bool = False,
@@ -181,6 +197,8 @@ def train_wscnn(data_dir: str | Path, out: str | Path | None, opts: WSCNNOptions
             if "val_loss_border" in best:  # not when the best epoch came from a run started before this check
                 res.meta.training.update(border_decision(best, margin))
         res.meta.input_stats = image_input_stats(raw)  # for the shift checks of every prediction
+        if val is not None and len(val):
+            res.meta.training["cam_shift"] = _cam_shift(res, val, norm)
         if res.best_path is not None and trainer.dist.is_main:
             save_model(res.best_path, res.model, res.meta)
     return res
