@@ -128,7 +128,9 @@ def shot_deepyeast(model: Path, out: Path, viewer=None) -> Path:
         c.channels.rows[0].value, c.channels.rows[1].value = "marker", "protein"  # the channel mapping
         c.run_btn.native.click()
         pump(0.5, until=lambda: c.worker is None)
-        c.cells_table.select_row(0, emit=True)
+        pump(0.5)  # the cells layer and tables are handed over one per event-loop turn
+        if "cell diameter" in viewer.layers:  # the ruler, not a result
+            viewer.layers.remove("cell diameter")
         viewer.reset_view()
         return snap(viewer, out)
 
