@@ -11,7 +11,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["speed.py", "wscnn_tables.py", "deepyeast_mitosis.py", "deepyeast_synthetic.py", "discovery.py",
-           "time_to_accuracy.py", "segmentation.py", "transfer.py"]
+           "time_to_accuracy.py", "segmentation.py", "transfer.py", "wscnn_field.py", "plates.py", "similar.py"]
+# not here: predict_fields.py (wants a trained model: --model demo-output/model.safetensors after
+# `make demo ARGS=--headless`) and viewer_stalls.py (a real viewer under Xvfb); both time the
+# machine, so run them alone on an idle one
 # wscnn_tables.py already records the WSCNN time-to-accuracy curve of its max-head run
 OWN_ARGS = {"time_to_accuracy.py": ["--skip-wscnn"]}
 
