@@ -171,6 +171,35 @@ def shot_explore(model: Path, test_crops: Path, fewshot_train: Path, fewshot_tes
 
 
 # ----------------------------------------------------------------------- plates
+def shot_similar(model: Path, pool: Path, out: Path, labels: Path, viewer=None) -> Path:
+    """Discover dock, Similar tab: the index of a crop folder, "more like this" for one crop
+    (the gallery of the nearest cells), two verdicts given with the y / n keys."""
+    from napari_rarepheno._widgets.discover import DiscoverDock
+
+    with _Viewer(viewer) as viewer:
+        dock = DiscoverDock(viewer)
+        viewer.window.add_dock_widget(dock, name="Discover", area="right")
+        dock.set_model(model)
+        sp = dock.similar
+        dock.select_tab(sp)
+        sp.folder.path = pool
+        sp.device.value = "cpu"
+        sp.run_btn.native.click()
+        pump(0.5, until=lambda: sp.worker is None and not sp.running)
+        query = sorted(p for p in (pool / "nucleolus").iterdir() if p.suffix.lower() in (".png", ".tif"))[0]
+        sp.top.value = 12
+        sp.query_file.path = query
+        sp.like_file_btn.native.click()
+        pump(0.5, until=lambda: sp.worker is None and not sp.running)
+        sp.labels.path = labels
+        sp.class_name.value = "nucleolus"
+        for key in ("y", "y", "n"):
+            sp.key(key)
+            pump(0.3)
+        viewer.reset_view()
+        return snap(viewer, out)
+
+
 def shot_plate(model: Path, plate: Path, out: Path, viewer=None) -> Path:
     """The Plate dock after a run: the heatmap, the ranked wells, the best well's fields open."""
     from napari_rarepheno._widgets.plate_dock import PlateDock
@@ -257,9 +286,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="demo-output", help="the demo's output folder (data, models)")
     ap.add_argument("--images", default=str(HERE / "images"))
     ap.add_argument("--only", nargs="*", default=None,
-                    help="some of: train infer deepyeast explore plate samples (default: all)")
+                    help="some of: train infer deepyeast explore similar plate samples (default: all)")
     args = ap.parse_args(argv)
-    want = set(args.only or ("train", "infer", "deepyeast", "explore", "plate", "samples"))
+    want = set(args.only or ("train", "infer", "deepyeast", "explore", "similar", "plate", "samples"))
     work, images = Path(args.work), Path(args.images)
     if want & {"train", "infer"} and not (work / "model.safetensors").exists():
         sys.exit(f"{work}/model.safetensors not found: run `make demo ARGS=--headless` first")
@@ -280,6 +309,9 @@ def main(argv=None) -> int:
             shot_deepyeast(ys["model"], images / "deepyeast-classify.png")
         if "explore" in want:
             shot_explore(ys["model"], ys["test_crops"], ys["few_train"], ys["few_test"], images)
+    if "similar" in want:
+        ys = yeast_sets(work)
+        shot_similar(ys["model"], ys["test_crops"], images / "discover-similar.png", work / "similar-labels")
     if "plate" in want:
         ps = plate_set(work)
         shot_plate(ps["model"], ps["plate"], images / "plate.png")
