@@ -186,13 +186,14 @@ def shot_similar(model: Path, pool: Path, out: Path, labels: Path, viewer=None) 
         sp.device.value = "cpu"
         sp.run_btn.native.click()
         pump(0.5, until=lambda: sp.worker is None and not sp.running)
-        query = sorted(p for p in (pool / "nucleolus").iterdir() if p.suffix.lower() in (".png", ".tif"))[0]
+        cls = "nucleolus" if (pool / "nucleolus").is_dir() else sorted(d.name for d in pool.iterdir() if d.is_dir())[0]
+        query = sorted(p for p in (pool / cls).iterdir() if p.suffix.lower() in (".png", ".tif"))[0]
         sp.top.value = 12
         sp.query_file.path = query
         sp.like_file_btn.native.click()
         pump(0.5, until=lambda: sp.worker is None and not sp.running)
         sp.labels.path = labels
-        sp.class_name.value = "nucleolus"
+        sp.class_name.value = cls
         for key in ("y", "y", "n"):
             sp.key(key)
             pump(0.3)

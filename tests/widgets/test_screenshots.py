@@ -49,6 +49,17 @@ def test_screenshot_of_the_deepyeast_dock(shots_module, make_napari_viewer, tmp_
     assert "protein cells" in viewer.layers
 
 
+def test_screenshot_of_the_similar_tab(shots_module, make_napari_viewer, tmp_path, deepyeast_model, yeast_data):
+    viewer = make_napari_viewer(show=True)
+    labels = tmp_path / "labels"
+    out = shots_module.shot_similar(deepyeast_model, yeast_data / "crops", tmp_path / "sim.png", labels, viewer=viewer)
+    _looks_like_a_window(out)
+    assert "similar cells" in viewer.layers
+    accepted = [p for d in labels.iterdir() if not d.name.startswith("not_") for p in d.iterdir()]
+    rejected = [p for d in labels.iterdir() if d.name.startswith("not_") for p in d.iterdir()]
+    assert len(accepted) == 2 and len(rejected) == 1  # y, y, n
+
+
 def test_screenshot_of_the_plate_dock(shots_module, make_napari_viewer, tmp_path):
     from helpers import random_wscnn
 
