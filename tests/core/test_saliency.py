@@ -289,11 +289,12 @@ def test_class_map_evidence_is_calibrated_onto_the_gradient_saliency(wscnn_model
         return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
     assert overlap(cam, grad) >= overlap(raw, grad) - 1e-6
-    # without a stored shift, the first image calibrates the model (kept in memory)
+    # without a stored shift, each image calibrates itself (nothing kept: results must not
+    # depend on which image came first, or on how images are shared out between processes)
     del lm.meta.training["cam_shift"]
     nrm = Normalization.of_model(lm.meta)
     x = nrm.apply_torch(torch.from_numpy(nrm.scale_samples(prepare_image(lm, positive_image[None])[None])))
     found = calibrate_cam(lm.model, x, 1)
     offset, _ = unit_geometry(lm.model)
     assert cam_offsets(lm, x, 1) == (offset + found[0], offset + found[1])
-    assert lm.meta.training["cam_shift"] == list(found)
+    assert "cam_shift" not in lm.meta.training

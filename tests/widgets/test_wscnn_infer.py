@@ -45,10 +45,17 @@ def counted(monkeypatch):
 
 def test_slider_defaults_are_the_cli_defaults(make_napari_viewer):
     """The dock and `rarepheno predict` must cut the same objects from the same model."""
+    from napari_rarepheno.cli import build_parser
+    from napari_rarepheno.cli.common import saliency_config_from_args
     from napari_rarepheno.core.inference.segment import SaliencyConfig
 
     dock = WSCNNDock(make_napari_viewer())
-    assert dock.infer.saliency_config() == SaliencyConfig()
+    cli = saliency_config_from_args(build_parser().parse_args(["predict", "m.safetensors", "x", "--out", "o"]))
+    assert dock.infer.saliency_mode() == "cam" and dock.infer.saliency_config() == cli  # both: class maps
+    assert cli != SaliencyConfig()  # class maps have their own defaults
+    dock.infer.localisation.value = "gradient saliency (precise)"  # the sliders follow the choice
+    assert dock.infer.saliency_config() == SaliencyConfig() == saliency_config_from_args(
+        build_parser().parse_args(["predict", "m.safetensors", "x", "--out", "o", "--localisation", "gradient"]))
 
 
 def test_infer_layers_features_and_live_sliders(infer, qtbot, counted):

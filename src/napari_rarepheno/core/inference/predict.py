@@ -127,7 +127,8 @@ def saliency_batch(loaded, images: np.ndarray, *, device: str | torch.device = "
         if mode == "cam":  # forward only: the positive evidence of the upsampled class maps
             with eval_mode(model), torch.no_grad():
                 maps = model.class_maps(x).float()
-            up = upsample_maps(maps.cpu(), images.shape[2:], cam_offsets(loaded, x, t), stride).numpy()
+            up = np.concatenate([upsample_maps(maps[i:i + 1].cpu(), images.shape[2:], cam_offsets(loaded, x[i:i + 1], t),
+                                               stride).numpy() for i in range(len(maps))])
             sal = np.stack([evidence_map(crop_border(u, margin), t) for u in up])
         else:
             maps, g = maps_and_saliency(model, x, t, mode)

@@ -138,23 +138,20 @@ def calibrate_cam(model: nn.Module, x_norm: torch.Tensor, target: int = 1) -> tu
 def cam_offsets(loaded, x_norm: torch.Tensor | None = None, target: int = 1):
     """(row, column) offsets for :func:`upsample_maps` that put the class maps' evidence on
     the objects: the geometric offset plus the model's calibrated shift
-    (``meta.training['cam_shift']``). A model without one is calibrated on ``x_norm`` (its
-    central :data:`CAM_CALIBRATION_SIDE` px window, one gradient pass) when it shows
-    evidence, and keeps the result in memory."""
+    (``meta.training['cam_shift']``, measured in training). A model trained before that is
+    calibrated on each image itself (its central :data:`CAM_CALIBRATION_SIDE` px window, one
+    gradient pass): never on whichever image came first, so that results do not depend on
+    the order of the images or on how they are shared out between processes."""
     offset, _ = unit_geometry(loaded.model)
     shift = (loaded.meta.training or {}).get("cam_shift")
     if shift is None and x_norm is not None:
-        x = _as_batch(x_norm)[:4]
+        x = _as_batch(x_norm)[:1]
         H, W = x.shape[-2:]
         side = CAM_CALIBRATION_SIDE
         y0, x0 = max(0, (H - side) // 2), max(0, (W - side) // 2)
         x = x[..., y0:y0 + side, x0:x0 + side].float()
         if min(x.shape[-2:]) >= getattr(loaded.model, "min_input_size", 1):
             shift = calibrate_cam(loaded.model, x, target)
-            if shift is not None:
-                if loaded.meta.training is None:
-                    loaded.meta.training = {}
-                loaded.meta.training["cam_shift"] = list(shift)
     dy, dx = shift if shift is not None else (0, 0)
     return offset + dy, offset + dx
 
