@@ -196,14 +196,21 @@ class SimilarPanel(JobPanel, QWidget):
                           callback=_workers.count_progress(report, cancel, "cells"), cancel=cancel)
         return lm, idx
 
-    def run(self, *_):
-        """Build (or load) the index of the folder."""
+    def _ready_args(self):
+        """:meth:`_job_args` when no job runs and the inputs are usable; else None (and why, as a
+        napari notification)."""
         if self.running:
             return None
         try:
-            args = self._job_args()
+            return self._job_args()
         except InputError as e:
             _workers.notify_error(e)
+            return None
+
+    def run(self, *_):
+        """Build (or load) the index of the folder."""
+        args = self._ready_args()
+        if args is None:
             return None
         cancel = CancelToken()
         return self.start_job(lambda report: (*self._index(report, cancel, *args), None), self._on_result,
@@ -265,12 +272,8 @@ class SimilarPanel(JobPanel, QWidget):
     def query(self, query, what: str):
         """Search the pool for ``query`` (a file, a (C, H, W) float crop, or ``("at", image, y, x)``:
         the cell at (y, x) of a (C, H, W) image) in a worker."""
-        if self.running:
-            return None
-        try:
-            args = self._job_args()
-        except InputError as e:
-            _workers.notify_error(e)
+        args = self._ready_args()
+        if args is None:
             return None
         top, cancel = int(self.top.value), CancelToken()
 
@@ -290,12 +293,8 @@ class SimilarPanel(JobPanel, QWidget):
 
     # ------------------------------------------------------------- label next
     def suggest(self):
-        if self.running:
-            return None
-        try:
-            args = self._job_args()
-        except InputError as e:
-            _workers.notify_error(e)
+        args = self._ready_args()
+        if args is None:
             return None
         n, labels, cancel = int(self.n.value), self.labels.path, CancelToken()
         labeled = labels if labels is not None and labels.is_dir() and any(labels.rglob("*.*")) else None
