@@ -109,3 +109,15 @@ def models(tmp_path_factory) -> dict[str, Path]:
     out["deepyeast"] = save_model(root / "deepyeast.safetensors", DeepYeast(cfg),
                                   ModelMeta("deepyeast", config_to_dict(cfg), [f"c{i}" for i in range(12)]))
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks: one torch thread is fastest (and on a busy machine many times faster);
+    modules ask for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

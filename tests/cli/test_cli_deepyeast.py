@@ -3,23 +3,13 @@ import csv
 import json
 
 import pytest
-import torch
 
 from napari_rarepheno.cli import main
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*centre-cropping", "ignore:.*duplicated image")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*centre-cropping", "ignore:.*duplicated image"), pytest.mark.usefixtures("one_thread")]
 SEEN = ("cell_periphery", "cytoplasm", "nucleus")
 NEW = ("vacuole", "spindle_pole")
 METRIC_KEYS = {"accuracy", "n", "per_class", "confusion"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is fastest (and on a busy machine many times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(*argv) -> int:

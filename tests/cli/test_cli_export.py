@@ -8,17 +8,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from napari_rarepheno.cli import main
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tree(root: Path) -> set[str]:

@@ -26,16 +26,7 @@ from napari_rarepheno.core.nets.registry import count_parameters
 from napari_rarepheno.core.training.trainer import TrainConfig
 
 CLASSES = ("cell_periphery", "cytoplasm", "nucleus")
-pytestmark = pytest.mark.filterwarnings("ignore:.*centre-cropping")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is fastest (and on a busy machine many times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore:.*centre-cropping"), pytest.mark.usefixtures("one_thread")]
 
 
 def test_architecture_matches_the_paper():

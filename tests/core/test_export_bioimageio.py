@@ -28,16 +28,7 @@ from napari_rarepheno.core.io.modelfile import (
     save_model,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*centre-cropping", "ignore::UserWarning:bioimageio")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is fastest (and on a busy machine many times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore:.*centre-cropping", "ignore::UserWarning:bioimageio"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(autouse=True)
