@@ -104,3 +104,31 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("rarepheno: error:") and "nope" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_predict_second_stage_error_keeps_earlier_images_in_order(tiny, monkeypatch):
+    """Objects, files and the shift check of image k run beside the network on image k+1: an
+    error there stops the run with the images before it written, in input order, and
+    --resume finishes the rest."""
+    from napari_rarepheno.core.wscnn import predict_files
+
+    root, data, model = tiny
+    out = root / "pred-stage"
+    files = sorted((data / "test" / "positive").glob("*.png")) + sorted((data / "test" / "negative").glob("*.png"))
+    real, calls = predict_files.segment_saliency, []
+
+    def failing(sal, cfg):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk went away")
+        return real(sal, cfg)
+
+    monkeypatch.setattr(predict_files, "segment_saliency", failing)
+    with pytest.raises(OSError, match="disk went away"):
+        predict_files.predict_wscnn_files(model, files, out)
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["image"] for r in rows] == [str(f) for f in files[:2]]
+    monkeypatch.setattr(predict_files, "segment_saliency", real)
+    predict_files.predict_wscnn_files(model, files, out, resume=True)
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert [r["image"] for r in rows] == [str(f) for f in files]

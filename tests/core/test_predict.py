@@ -230,3 +230,33 @@ def test_training_validates_with_and_without_the_border_margin_and_records_the_b
     # the recorded decision is what prediction applies, either way
     lm.meta.training["border_margin"] = 35 - use
     assert border_margin(lm) == 35 - use and border_margin(lm, recorded=False) == 35
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("hw", [(9, 13), (16, 10)])
+def test_pair_pool_is_max_pool_without_gradient_and_max_pool_with_one(dtype, hw):
+    from napari_rarepheno.core.nets.folding import _PairMaxPool2d
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, *hw).to(dtype).contiguous(memory_format=torch.channels_last)
+    pool = _PairMaxPool2d(2)
+    with torch.no_grad():
+        assert torch.equal(pool(x), torch.nn.functional.max_pool2d(x, 2))
+    xg = x.float().requires_grad_(True)  # with a gradient: max_pool2d's (one arg-max per window)
+    pool(xg).sum().backward()
+    assert xg.grad.sum().item() == pytest.approx(2 * 5 * (hw[0] // 2) * (hw[1] // 2))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_cam_evidence_equals_the_evidence_of_the_upsampled_maps(k):
+    from napari_rarepheno.core.inference.predict import cam_evidence
+    from napari_rarepheno.core.inference.saliency import evidence_map, upsample_maps
+
+    torch.manual_seed(1)
+    maps = torch.randn(1, k, 12, 17)
+    for target in range(k):
+        want = evidence_map(upsample_maps(maps, (90, 130), (20.5, 24.5), 8)[0].numpy(), target)
+        got = cam_evidence(maps, (90, 130), (20.5, 24.5), 8, target)
+        assert got.shape == (90, 130) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert (got > 0).any()
