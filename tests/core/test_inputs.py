@@ -101,6 +101,33 @@ def test_shift_warning_fires_on_twice_as_bright_cells_not_on_the_training_cells(
     assert "2.0x darker" in dim.messages[0] and "absolute intensities" in dim.messages[0]
 
 
+def test_over_exposed_cells_are_reported_and_darker_or_gamma_shifted_ones_not():
+    """x2 on 8-bit crops clips their bright end (the one change per-crop scaling cannot undo);
+    x0.5 and gamma do not, and neither do the training crops themselves."""
+    x = _mitosis(80)
+    stats = fit_input_stats(x[::2])
+    eight_bit = lambda a: np.round(np.clip(a, 0, 1) * 255) / 255  # noqa: E731
+    same = compare(stats, x[1::2], channel_names=["H2B", "tubulin"], scaled=True)
+    assert not any("over-exposed" in m for m in same.messages)
+    assert same.saturated is not None and np.median(same.saturated) < 0.02
+    for a in (eight_bit(0.5 * x), eight_bit(x ** 0.7)):
+        assert not any("over-exposed" in m for m in compare(stats, a, scaled=True).messages)
+    over = compare(stats, eight_bit(2 * x), channel_names=["H2B", "tubulin"], scaled=True)
+    msg = [m for m in over.messages if "over-exposed" in m]
+    assert len(msg) == 1 and "H2B" in msg[0] and over.summary["saturated_share"] > 0.9
+    assert np.median(over.saturated) > 0.05 and "saturated" in over.columns(0)
+
+
+def test_saturation_survives_resampling_and_ignores_constant_channels():
+    from napari_rarepheno.core.inputs.shift import per_sample_saturation
+
+    img = np.zeros((2, 40, 40), np.float32)
+    img[0, 10:30, 10:30] = 1.0
+    img[0] = img[0] * np.float32(0.7) / np.float32(0.7)  # a plateau that went through float arithmetic
+    sat = per_sample_saturation(img)
+    assert sat.shape == (1, 2) and sat[0, 0] == pytest.approx(400 / 1600) and sat[0, 1] == 0.0
+
+
 def test_shift_score_separates_cells_unlike_the_training_cells():
     rng = np.random.default_rng(1)
     train = rng.normal(size=(400, 32))
@@ -160,7 +187,7 @@ def test_deepyeast_field_rows_carry_the_shift_score():
     field = np.zeros((2, 160, 160), np.float32)
     field[:, 16:80, 16:80] = crops[0]
     res = classify_field(lm, field, centroids=[[48, 48]], device="cpu")
-    assert "shift_score" in res.rows[0] and "brightness" in res.rows[0]
+    assert {"shift_score", "brightness", "saturated"} <= set(res.rows[0])
 
 
 # --------------------------------------------------------------------- channels

@@ -71,7 +71,7 @@ def prepare_cells(result, names: list[str], source: str, geom: dict, field=None,
     pcols = [c for c in feats if c.startswith("p_")]
     if pcols:
         shown["p_class"] = feats[pcols].to_numpy().max(1).round(3)
-    for c in ("shift_score", "brightness"):
+    for c in ("shift_score", "brightness", "saturated"):
         if c in feats:
             shown[c] = feats[c].to_numpy()
     classes = feats["class"] if "class" in feats else []

@@ -5,7 +5,9 @@ confident answers on data it has never seen without saying so.
 A model file keeps (``meta.input_stats``):
 
 * ``intensity``: per channel, the distribution over training samples of each sample's
-  99th and 50th percentile, in the units the samples were read in (before any scaling);
+  99th and 50th percentile, in the units the samples were read in (before any scaling), and
+  the share of training samples that are over-exposed (``saturated_share``: at least
+  :data:`SATURATED_PIXELS` of a channel's pixels sit at that channel's maximum);
 * ``object_diameter``: the typical object (cell, nucleus) diameter in px of the training
   images or crops (:func:`core.cells.segment.estimate_diameter` on the marker channel);
 * ``embedding``: the distribution of the network's own embedding of the training samples
@@ -20,6 +22,14 @@ percentile over the training median, per channel the most deviating) and plain-l
 messages such as "these cells are 2.3x brighter than the training cells (H2B)" or "71% of
 the cells lie outside the training distribution". Docks show the messages, the CLI prints
 them and writes them next to its tables, and the tables carry the per-sample scores.
+
+Over-exposure is the one brightness change a per-sample scaling cannot undo: clipped pixels
+lose the texture (condensed chromatin, spindles) the classes depend on. On the region split
+of the mitosis crops the shipped DeepYeast loses 8 points with the test crops x2 as bright
+(clipped at 255) and none at x0.5 (benchmarks/transfer.py). A sample counts as over-exposed
+when at least 2% of a channel's pixels share its maximum value: 2-6% of the curated training
+crops, every crop at x2, 94-96% at x1.5 (``saturated``, per sample: the largest such share of
+its channels); more than 10% of the samples, and twice the training share, is reported.
 """
 from __future__ import annotations
 
@@ -33,6 +43,8 @@ BRIGHTNESS_FACTOR = 1.5
 SIZE_FACTOR = 1.25
 #: report when more than this share of the samples lies beyond the training 99th percentile
 OUTSIDE_SHARE = 0.10
+#: a sample is over-exposed when at least this share of a channel's pixels sit at its maximum
+SATURATED_PIXELS = 0.02
 _N_AXES = 16
 
 
@@ -42,7 +54,22 @@ def intensity_stats(samples: np.ndarray) -> dict:
     x = np.asarray(samples, np.float32)
     p99, p50 = per_sample_levels(x)
     q = lambda a: np.percentile(a, (25, 50, 75), axis=0).T.tolist()  # noqa: E731  (C, 3)
-    return {"p99": q(p99), "p50": q(p50), "n": int(len(x))}
+    sat = per_sample_saturation(x).max(1) if len(x) else np.zeros(0)
+    return {"p99": q(p99), "p50": q(p50), "n": int(len(x)),
+            "saturated_share": float((sat >= SATURATED_PIXELS).mean()) if len(sat) else 0.0}
+
+
+def per_sample_saturation(x: np.ndarray) -> np.ndarray:
+    """(N, C) share of each sample's channel pixels at that channel's maximum (within float
+    rounding: a clipped plateau resampled stays at its value); 0 for a constant channel."""
+    x = np.asarray(x, np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    hi = x.max(axis=(-2, -1), keepdims=True)
+    lo = x.min(axis=(-2, -1), keepdims=True)
+    at_max = x >= hi - 1e-5 * np.maximum(np.abs(hi), 1e-12)
+    share = at_max.mean(axis=(-2, -1))
+    return np.where((hi > lo)[..., 0, 0], share, 0.0).astype(np.float32)
 
 
 def per_sample_levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +134,7 @@ class ShiftReport:
     messages: list[str] = field(default_factory=list)
     shift_score: np.ndarray | None = None     # (N,) embedding distance / training 99th percentile
     brightness: np.ndarray | None = None      # (N,) 99th percentile / training median, most deviating channel
+    saturated: np.ndarray | None = None       # (N,) share of pixels at the maximum, most saturated channel
     summary: dict = field(default_factory=dict)
 
     @property
@@ -120,11 +148,32 @@ class ShiftReport:
             row["shift_score"] = round(float(self.shift_score[i]), 3)
         if self.brightness is not None:
             row["brightness"] = round(float(self.brightness[i]), 3)
+        if self.saturated is not None:
+            row["saturated"] = round(float(self.saturated[i]), 3)
         return row
 
 
 def _factor(r: float) -> str:
     return f"{r:.1f}x brighter" if r >= 1 else f"{1 / r:.1f}x darker"
+
+
+def over_exposed(rep: ShiftReport, samples: np.ndarray, inten: dict, names: Sequence[str], what: str) -> None:
+    """Per-sample ``saturated`` shares into ``rep``, and a message when clearly more samples
+    are over-exposed than among the training samples (a model without that statistic counts
+    as having none)."""
+    sat = per_sample_saturation(samples)
+    rep.saturated = sat.max(1).astype(np.float32)
+    flagged = sat >= SATURATED_PIXELS
+    share = float(flagged.any(1).mean())
+    ref = float(inten.get("saturated_share", 0.0))
+    rep.summary["saturated_share"] = share
+    if share > max(OUTSIDE_SHARE, 2 * ref):
+        chans = [names[c] if c < len(names) else f"channel {c}" for c in np.flatnonzero(flagged.mean(0) > OUTSIDE_SHARE)]
+        rep.messages.append(
+            f"{100 * share:.0f}% of the {what} are over-exposed (at least {100 * SATURATED_PIXELS:.0f}% of their "
+            f"pixels at the maximum{', ' + ', '.join(chans) if chans else ''}; {100 * ref:.0f}% of the training "
+            f"{what}): clipping erases the texture the classes depend on, so expect more errors there; lower the "
+            "exposure, or sort on 'saturated'")
 
 
 def compare(stats: dict, samples: np.ndarray | None = None, *, embeddings: np.ndarray | None = None,
@@ -154,6 +203,7 @@ def compare(stats: dict, samples: np.ndarray | None = None, *, embeddings: np.nd
             tail = ("; this model scales each one by its own percentiles, so brightness alone does not change "
                     "its answers") if scaled else "; this model reads absolute intensities: expect wrong classes"
             rep.messages.append(f"these {what} are {', '.join(off)} than the training {what}{tail}")
+        over_exposed(rep, samples, inten, names, what)
     d0 = stats.get("object_diameter")
     if diameter is not None and d0:
         r = float(diameter) / float(d0)
