@@ -19,6 +19,12 @@ _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
+# pytest-qt picks its own binding (PySide6 first when installed); one process can hold only one
+# Qt, so it follows qtpy's QT_API (``make test``: pyqt6). Read by pytest-qt's configure hook,
+# which runs after this initial conftest.
+if os.environ.get("QT_API") and not os.environ.get("PYTEST_QT_API"):
+    os.environ["PYTEST_QT_API"] = os.environ["QT_API"]
+
 #: the tiny WSCNN simulation used by widget and demo tests (fast on 2 CPU cores)
 TINY_SIM = dict(height=96, width=128, grid=(3, 4), n_objects=(6, 10), size=(14, 18), rare_fraction=0.25)
 

@@ -77,25 +77,28 @@ class EngineWorker(GeneratorWorker):
         return True
 
 
-class _EngineRuntimeError(Exception):
-    """Carries a RuntimeError of the engine (torch raises them: shapes, devices, memory) past
-    superqt, whose generator workers take a RuntimeError for "the worker was deleted": they
-    then emit neither ``errored`` nor ``finished``, and the job would run forever."""
+class _Failed:
+    """What the worker returns when the job raised: the exception travels as a result, not
+    through superqt's ``errored``. superqt's generator workers take a RuntimeError (torch
+    raises them: shapes, devices, memory) for "the worker was deleted" and then emit neither
+    ``errored`` nor ``finished``, so the job would run forever; and napari 0.9's
+    ``create_worker`` connects ``errored`` to a callback that takes no argument, which PySide6
+    calls with the exception (a TypeError in the Qt event loop on every failed job)."""
 
-    def __init__(self, error: RuntimeError):
-        super().__init__(str(error))
+    def __init__(self, error: BaseException):
         self.error = error
 
 
 def _drain(job: Callable[[Report], Any], holder: list) -> Iterator[Progress]:
-    """Generator body: run ``job(report)`` in a thread, yield its reports, return its result."""
+    """Generator body: run ``job(report)`` in a thread, yield its reports, return its result
+    (or :class:`_Failed` with the job's exception)."""
     q: queue.SimpleQueue = queue.SimpleQueue()
     box: dict = {}
 
     def target():
         try:
             box["result"] = job(q.put)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the worker below
+        except BaseException as e:  # noqa: BLE001 - handed to the GUI thread as a result
             box["error"] = e
         finally:
             q.put(_DONE)
@@ -106,12 +109,7 @@ def _drain(job: Callable[[Report], Any], holder: list) -> Iterator[Progress]:
     while (item := q.get()) is not _DONE:
         yield item
     th.join()
-    if "error" in box:
-        err = box["error"]
-        if isinstance(err, RuntimeError):
-            raise _EngineRuntimeError(err) from err
-        raise err
-    return box.get("result")
+    return _Failed(box["error"]) if "error" in box else box.get("result")
 
 
 def make_worker(job: Callable[[Report], Any], *, cancel: CancelToken | None = None, name: str = "task",
@@ -136,19 +134,22 @@ def make_worker(job: Callable[[Report], Any], *, cancel: CancelToken | None = No
     worker._holder = holder
 
     def _error(exc):
-        if isinstance(exc, _EngineRuntimeError):
-            exc = exc.error
         if isinstance(exc, Cancelled):
             if on_done is not None:
                 on_done(None)
             return
         (on_error or notify_error)(exc)
 
+    def _returned(result):
+        if isinstance(result, _Failed):
+            _error(result.error)
+        elif on_done is not None:
+            on_done(result)
+
     if on_progress is not None:
         worker.yielded.connect(on_progress)
-    if on_done is not None:
-        worker.returned.connect(on_done)
-    worker.errored.connect(_error)
+    worker.returned.connect(_returned)
+    worker.errored.connect(_error)  # the worker machinery itself failing (jobs' errors come as _Failed)
     worker.warned.connect(_relay_warning)
     if on_finished is not None:
         worker.finished.connect(on_finished)
@@ -303,6 +304,8 @@ class _CloseWatcher(QObject):
         self._watched: set[int] = set()  # ids, not references: never keep a window alive
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt name
+        if "_dock" not in self.__dict__:  # PySide6: events reach a watcher whose Python side is torn down
+            return False
         et = event.type()
         if obj is self._dock:
             if et == QEvent.ParentChange:
