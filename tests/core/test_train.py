@@ -3,6 +3,7 @@ import copy
 import csv
 import math
 
+import numpy as np
 import pytest
 import torch
 from helpers import blob_set, make_trainer
@@ -19,6 +20,7 @@ from napari_rarepheno.core.training.trainer import (
     Trainer,
     _seed_for,
     checkpoint_paths,
+    class_weights,
 )
 
 
@@ -79,6 +81,26 @@ def test_bad_config_messages():
         TrainConfig(epochs=0).validate()
     with pytest.raises(InputError, match="batch size"):
         TrainConfig(batch_size=-1).validate()
+
+
+def test_class_weights_count_a_rare_class_like_a_common_one(tmp_path):
+    labels = np.array([0] * 30 + [1] * 6 + [2] * 0 + [3] * 12)
+    assert class_weights(labels, 4, "none") is None
+    w = class_weights(labels, 4, "balanced").numpy()
+    counts = np.array([30, 6, 0, 12])
+    assert w[2] == 1.0  # no training images: no effect
+    np.testing.assert_allclose((w * counts)[[0, 1, 3]], 48 / 3, rtol=1e-6)  # each class the same total weight
+    np.testing.assert_allclose(class_weights(labels, 4, "sqrt").numpy() ** 2, w, rtol=1e-6)
+    with pytest.raises(InputError, match="class weights"):
+        TrainConfig(class_weights="inverse").validate()
+    # the loss uses them: same seeds, an imbalanced set, another first-epoch loss
+    losses = {}
+    for how in ("none", "balanced"):
+        trainer, data = make_trainer(None, epochs=1, class_weights=how)
+        keep = np.r_[np.flatnonzero(data.labels == 0), np.flatnonzero(data.labels == 1)[:4]]
+        data.images, data.labels, data.paths = data.images[keep], data.labels[keep], [data.paths[i] for i in keep]
+        losses[how] = trainer.fit(data).history[0]["train_loss"]
+    assert math.isfinite(losses["balanced"]) and abs(losses["balanced"] - losses["none"]) > 1e-4
 
 
 def test_cuda_requested_without_cuda_is_clear(tmp_path):

@@ -47,6 +47,21 @@ from .batchnorm import recompute_bn_statistics
 from .schedule import LRSchedule, recipe_for
 
 
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+
+
+def class_weights(labels: np.ndarray, n_classes: int, how: str = "none") -> torch.Tensor | None:
+    """Cross-entropy weights per class from the training labels (:attr:`TrainConfig.class_weights`);
+    None for "none". Classes without training images get weight 1."""
+    if how == "none":
+        return None
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.ones(n_classes)
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    return torch.tensor(w ** (0.5 if how == "sqrt" else 1.0), dtype=torch.float32)
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
@@ -69,6 +84,9 @@ class TrainConfig:
     # images ("precise BN"); None: when the augmentation changes image statistics
     # (rotation/scaling/translation), else off; 0: off
     precise_bn: int | None = None
+    # loss weight per class from the training counts: "none", "sqrt" ((n / (K n_k)) ** 0.5) or
+    # "balanced" (n / (K n_k)): a rare class counts as much as a common one in the loss
+    class_weights: str = "none"
 
     def validate(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -79,6 +97,8 @@ class TrainConfig:
             raise InputError(f"learning rate must be positive, got {self.lr}")
         if self.precise_bn is not None and (not isinstance(self.precise_bn, int) or self.precise_bn < 0):
             raise InputError(f"precise_bn must be a whole number of images >= 0, got {self.precise_bn}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise InputError(f"class weights must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
         if self.select_on not in ("val_loss", "val_accuracy"):
             raise InputError(f"select_on must be val_loss or val_accuracy, got {self.select_on!r}")
 
@@ -258,6 +278,9 @@ class Trainer:
             resume = False
         images = torch.from_numpy(np.ascontiguousarray(train.images))
         labels = torch.from_numpy(train.labels)
+        n_out = int(getattr(getattr(self.model, "config", None), "n_classes", 0) or int(train.labels.max()) + 1)
+        weights = class_weights(train.labels, n_out, self.cfg.class_weights)
+        weights = None if weights is None else weights.to(self.device)
         if fits_on_device(images, self.device):
             # GPU: the uint8 images live on the device; batches are gathered there, no copies
             images, labels = images.to(self.device), labels.to(self.device)
@@ -285,7 +308,7 @@ class Trainer:
                     g["lr"] = self.schedule.lr()
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     logits = self.net(xb)
-                loss = F.cross_entropy(logits.float(), yb)
+                loss = F.cross_entropy(logits.float(), yb, weight=weights)
                 self.opt.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.opt)
