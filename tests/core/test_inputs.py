@@ -116,6 +116,10 @@ def test_over_exposed_cells_are_reported_and_darker_or_gamma_shifted_ones_not():
     msg = [m for m in over.messages if "over-exposed" in m]
     assert len(msg) == 1 and "H2B" in msg[0] and over.summary["saturated_share"] > 0.9
     assert np.median(over.saturated) > 0.05 and "saturated" in over.columns(0)
+    old = {k: v for k, v in stats.items()}
+    old["intensity"] = {k: v for k, v in stats["intensity"].items() if k != "saturated_share"}
+    legacy = compare(old, eight_bit(2 * x), scaled=True)  # a model file from before the statistic
+    assert legacy.saturated is not None and not any("over-exposed" in m for m in legacy.messages)
 
 
 def test_saturation_survives_resampling_and_ignores_constant_channels():
