@@ -32,7 +32,7 @@ class AugmentConfig:
     gain: float = 0.25             # per image and channel: x * exp(uniform(-g, g))
     offset: float = 0.05           # per image and channel: + uniform(-o, o)
     gamma: float = 0.4             # per image: x ** exp(uniform(-g, g)) (0.67..1.49 for 0.4)
-    saturate: float = 0.5          # per channel: probability that values above uniform(saturate_low, 1) are clipped
+    saturate: float = 0.5          # probability that values above uniform(saturate_low, 1) are clipped there
     saturate_low: float = 0.35     # (x2 on a contrast-stretched 8-bit crop clips at ~0.48 of its range)
     blur: float = 1.0              # Gaussian blur sigma uniform(0, b) px, for half the images
     noise: float = 0.03            # Gaussian noise, std uniform(0, n)
@@ -158,8 +158,7 @@ def sample_intensity(shape: tuple[int, ...], cfg: AugmentConfig, gen: torch.Gene
     n, c, h, w = shape
     u = lambda *s: torch.rand(*s, generator=gen)  # noqa: E731
     lo = float(cfg.saturate_low)
-    # per channel: a microscope sets each channel's exposure, so each clips at its own level
-    sat = torch.where(u(n, c) < cfg.saturate, lo + (1 - lo) * u(n, c), torch.full((n, c), math.inf))
+    sat = torch.where(u(n) < cfg.saturate, lo + (1 - lo) * u(n), torch.full((n,), math.inf))
     blur = torch.where(u(n) < 0.5, cfg.blur * u(n), torch.zeros(n))
     return {"gain": torch.exp((2 * u(n, c) - 1) * cfg.gain), "offset": (2 * u(n, c) - 1) * cfg.offset,
             "gamma": torch.exp((2 * u(n) - 1) * cfg.gamma), "saturate": sat, "blur": blur,
@@ -172,8 +171,7 @@ def apply_intensity(x: torch.Tensor, p: dict) -> torch.Tensor:
     x = x.float()
     v = lambda k: p[k].to(dev).view(-1, *([1] * (x.dim() - 1))) if p[k].dim() == 1 else p[k].to(dev)  # noqa: E731
     x = x.clamp_min(0) ** v("gamma")
-    sat = p["saturate"].to(dev)
-    sat = sat.view(-1, 1, 1, 1) if sat.dim() == 1 else sat[..., None, None]  # per image (older draws) or channel
+    sat = v("saturate")
     x = torch.where(torch.isfinite(sat), torch.minimum(x, sat) / sat, x)
     x = x * p["gain"].to(dev)[..., None, None] + p["offset"].to(dev)[..., None, None]
     if bool((p["blur"] > 0).any()):
