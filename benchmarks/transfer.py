@@ -13,13 +13,17 @@ H2B, green = tubulin) and tests transfer, never on a random split:
   over-exposed camera would) and with gamma 0.7 and 1.4.
 * ``field``: the shipped HeLa field (position P0040, one TIFF per channel, unlabeled):
   cells found by the built-in segmentation are classified; an asynchronous HeLa population
-  is mostly interphase, so the share called interphase is the check.
+  is mostly interphase, so the share called interphase is the check. Also the same field
+  resampled to 0.7x and 1.4x magnification (the cell size measured and the field rescaled to
+  the training cells' size, as for any field) and x2 as bright (clipped: over-exposed), each
+  with the notes the user would see.
 
 Variants (``--variants``): ``paper`` (intensities kept: per-channel training mean/std, the
 papers' normalisation; no intensity augmentation), ``scaled`` (each crop scaled by its own
 1st..99.8th percentiles, :class:`core.inputs.normalize.Normalization`), ``default`` (what
 the plugin ships: scaled, plus intensity augmentation: gain, offset, gamma, saturation,
-blur, noise). The random forest on hand-made features (the paper's baseline) is trained and
+blur, noise), ``balanced`` and ``sqrt-weights`` (default with a class-weighted loss,
+:attr:`TrainConfig.class_weights`). The random forest on hand-made features (the paper's baseline) is trained and
 tested on the same crops.
 
 Targets (issue "Real screens"): the network beats the forest on every split and by >= 10
@@ -92,25 +96,59 @@ def variant_options(name: str):
     if name in ("paper", "scaled"):
         opts.crop_scale = None if name == "paper" else "percentile"
         opts.augment = AugmentConfig.deepyeast()
-    elif name != "default":
-        raise SystemExit(f"unknown variant {name!r}: paper, scaled or default")
+    elif name not in VARIANT_TRAINING:
+        raise SystemExit(f"unknown variant {name!r}: paper, scaled, default or {', '.join(VARIANT_TRAINING)}")
     return opts
 
 
-def field_share(model, args) -> dict:
-    """Classify the cells of the shipped per-channel field; share per class."""
+#: variants that train like ``default`` with other TrainConfig settings
+VARIANT_TRAINING = {"default": {}, "balanced": {"class_weights": "balanced"}, "sqrt-weights": {"class_weights": "sqrt"}}
+
+
+#: the shipped field as another microscope or plate would give it: magnification (resampled,
+#: linear) and exposure (x2, clipped at 255 like an over-exposed 8-bit camera)
+FIELD_VERSIONS = {"as is": None, "0.7x magnification": ("zoom", 0.7), "1.4x magnification": ("zoom", 1.4),
+                  "x2 exposure": ("gain", 2.0)}
+
+
+def field_version(field: np.ndarray, how) -> np.ndarray:
+    """(C, H, W) uint8 field changed as ``FIELD_VERSIONS`` says."""
+    from scipy import ndimage as ndi
+
+    if how is None:
+        return field
+    kind, v = how
+    if kind == "zoom":
+        return np.stack([np.clip(np.round(ndi.zoom(c.astype(np.float32), v, order=1)), 0, 255).astype(np.uint8)
+                         for c in field])
+    return np.clip(np.round(field.astype(np.float32) * v), 0, 255).astype(np.uint8)
+
+
+def field_share(model, args=None) -> dict:
+    """Classify the cells of the shipped per-channel field (and of its versions at other
+    magnifications and exposure): share per class, the diameter and rescaling used, the notes."""
     from napari_rarepheno.core.datasets.bundled import mitosis_field_files
     from napari_rarepheno.core.deepyeast.fields import classify_field
     from napari_rarepheno.core.io.images import read_image
 
     h2b, tub = mitosis_field_files()
     field = np.concatenate([read_image(h2b, as_float=False), read_image(tub, as_float=False)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = classify_field(model, field, segment_channel=0, device="cpu")
-    names = [r["class"] for r in res.rows]
-    counts = {c: names.count(c) for c in sorted(set(names))}
-    return {"n_cells": len(names), "counts": counts, "interphase_share": counts.get("inter", 0) / max(len(names), 1)}
+    out = {}
+    for version, how in FIELD_VERSIONS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = classify_field(model, field_version(field, how), segment_channel=0, device="cpu")
+        names = [r["class"] for r in res.rows]
+        counts = {c: names.count(c) for c in sorted(set(names))}
+        got = {"n_cells": len(names), "counts": counts,
+               "interphase_share": counts.get("inter", 0) / max(len(names), 1),
+               "diameter": None if res.diameter is None else round(float(res.diameter), 1),
+               "rescaled_by": res.shift.summary.get("rescaled_by", 1.0), "messages": list(res.shift.messages)}
+        if version == "as is":
+            out.update(got)
+        else:
+            out.setdefault("versions", {})[version] = got
+    return out
 
 
 def main(argv=None) -> int:
@@ -128,7 +166,17 @@ def main(argv=None) -> int:
                     "'scaled' ablation on the region split only)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, the region split, one variant")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/transfer.json"))
+    ap.add_argument("--keep-models", default=None, help="folder to keep the trained models in (default: none kept)")
+    ap.add_argument("--field-model", default=None,
+                    help="no training: the field checks (as is, other magnifications, x2 exposure) of this model")
     args = ap.parse_args(argv)
+    if args.field_model:
+        f = field_share(args.field_model)
+        print(f"field: {f['n_cells']} cells, {100 * f['interphase_share']:.1f}% interphase {f['counts']}")
+        for version, g in f.get("versions", {}).items():
+            print(f"field {version}: {g['n_cells']} cells, {100 * g['interphase_share']:.1f}% interphase "
+                  f"(diameter {g['diameter']}, rescaled by {g['rescaled_by']:.2f}) {g['counts']}; notes: {g['messages']}")
+        return 0
     if args.quick:
         args.epochs, args.splits, args.variants = 2, "region", "default"
         args.out = str(Path(args.out).with_name("transfer_quick.json"))
@@ -163,10 +211,15 @@ def main(argv=None) -> int:
                     continue  # the ablation on the region split only (time)
                 opts = variant_options(name)
                 cfg = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                                  precision=args.precision, threads=args.threads)
+                                  precision=args.precision, threads=args.threads, **VARIANT_TRAINING.get(name, {}))
                 t0 = time.perf_counter()
                 res = train_deepyeast(tmp / "train", tmp / f"{name}.safetensors", opts, cfg, val_dir=tmp / "val")
                 secs = time.perf_counter() - t0
+                if args.keep_models:
+                    import shutil
+
+                    Path(args.keep_models).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(res.best_path, Path(args.keep_models) / f"{split}-{name}-seed{args.seed}.safetensors")
                 names = res.meta.class_names
                 labels = np.array([names.index(test.class_names[i]) for i in test.labels])
                 got = {}
@@ -184,6 +237,10 @@ def main(argv=None) -> int:
                     f = result["field"][name]
                     print(f"  {'':12s}  field: {f['n_cells']} cells, {100 * f['interphase_share']:.1f}% interphase "
                           f"{f['counts']}", flush=True)
+                    for version, g in f.get("versions", {}).items():
+                        print(f"  {'':12s}  field {version}: {g['n_cells']} cells, {100 * g['interphase_share']:.1f}% "
+                              f"interphase (rescaled by {g['rescaled_by']:.2f}; {len(g['messages'])} note(s))",
+                              flush=True)
             if not args.no_forest:  # fitted once (hyperparameters chosen on val), scored on every test set
                 from napari_rarepheno.core.classic.classifiers import (
                     ForestConfig,
