@@ -183,13 +183,13 @@ def test_classify_a_field_stored_one_tiff_per_channel(hela, qtbot, mitosis_field
     layer = viewer.layers["tubulin_P0040_T00001_Z1_S1 cells"]  # the field's name, the channel token taken out
     feats = layer.features
     assert layer.data.shape == (1040, 1392) and len(feats) > 100
-    assert {"class", "p_interphase", "p_mitotic", "shift_score", "brightness"} <= set(feats.columns)
+    assert {"class", "p_interphase", "p_mitotic", "shift_score", "brightness", "saturated"} <= set(feats.columns)
     assert set(feats["class"]) <= {"interphase", "mitotic"} and "Cells by class" in panel.legend.value
     assert f"{DIAMETER:.1f} px" in panel.used_label.value
     # a field like the training cells: no warning
     assert panel.shift_note.messages == [] and panel.shift_note.native.isHidden() and not warned
     # the cells table shows shift_score and sorts on it; a row still selects its own cell
-    assert {"class", "p_class", "shift_score", "brightness"} <= set(panel.cells_table.columns)
+    assert {"class", "p_class", "shift_score", "brightness", "saturated"} <= set(panel.cells_table.columns)
     panel.cells_table.sort_by("shift_score", descending=True)
     scores = panel.cells_table.column("shift_score")
     assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
