@@ -21,6 +21,7 @@ from napari_rarepheno.core.errors import InputError
 from napari_rarepheno.core.inputs.normalize import Normalization
 from napari_rarepheno.core.io.deeploc_h5 import load_deeploc_h5, write_deeploc_h5
 from napari_rarepheno.core.io.images import write_png
+from napari_rarepheno.core.io.modelfile import load_model
 from napari_rarepheno.core.nets.deepyeast import DeepYeast, DeepYeastConfig
 from napari_rarepheno.core.nets.registry import count_parameters
 from napari_rarepheno.core.training.trainer import TrainConfig
@@ -144,6 +145,8 @@ def test_tiny_training_beats_chance_on_held_out_proteins(yeast):
     assert ev["n_groups"] == 3 and len(ev["confusion"]) == 3
     assert ev["accuracy"] > 0.6, ev  # chance is 1/3
     assert ev["group_accuracy"] >= 2 / 3
+    conf = load_model(res.best_path).meta.input_stats["confidence"]  # scored on the held-out crops
+    assert conf["source"] == "validation" and 0 < conf["n"] < 60 and 0.0 <= conf["low_share"] <= 1.0
 
 
 def test_position_holdout_keeps_groups_apart(yeast):

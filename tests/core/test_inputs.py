@@ -122,6 +122,28 @@ def test_over_exposed_cells_are_reported_and_darker_or_gamma_shifted_ones_not():
     assert legacy.saturated is not None and not any("over-exposed" in m for m in legacy.messages)
 
 
+def test_low_confidence_calls_are_reported_against_the_validation_share():
+    rng = np.random.default_rng(0)
+
+    def probs(n, low_share):  # 3 classes; a share of the cells called at p_max ~0.45
+        p = np.full((n, 3), 0.02)
+        p[:, 0] = 0.96
+        k = int(round(low_share * n))
+        p[:k] = [0.45, 0.35, 0.20]
+        return rng.permutation(p)
+
+    stats = fit_input_stats(np.zeros((3, 1, 8, 8)), probabilities=probs(100, 0.06))
+    assert stats["confidence"]["low_share"] == pytest.approx(0.06)
+    assert compare(stats, probabilities=probs(200, 0.08)).messages == []
+    rep = compare(stats, probabilities=probs(200, 0.41))
+    assert rep.summary["low_confidence_share"] == pytest.approx(0.41)
+    assert len(rep.messages) == 1 and "41% of the cells are called with low confidence" in rep.messages[0]
+    # a model that had many uncertain validation cells: twice its share is the bar
+    assert compare(fit_input_stats(np.zeros((3, 1, 8, 8)), probabilities=probs(100, 0.3)),
+                   probabilities=probs(200, 0.41)).messages == []
+    assert compare({"intensity": stats["intensity"]}, probabilities=probs(200, 0.9)).messages == []  # older file
+
+
 def test_saturation_survives_resampling_and_ignores_constant_channels():
     from napari_rarepheno.core.inputs.shift import per_sample_saturation
 

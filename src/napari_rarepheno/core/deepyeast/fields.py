@@ -77,7 +77,7 @@ def classify_field(loaded, field_chw, labels=None, segment_channel: int = 0, cen
     crops = extract_crops(sel, at, size)
     names = lm.meta.class_names
     probs = classify_crops(lm, crops, device=device) if len(crops) else np.zeros((0, len(names)), np.float32)
-    shift = crop_shift(lm, crops, device=device)
+    shift = crop_shift(lm, crops, device=device, probabilities=probs)
     if note:
         shift.messages.insert(0, note)
         shift.summary["rescaled_by"] = factor
@@ -94,16 +94,18 @@ def classify_field(loaded, field_chw, labels=None, segment_channel: int = 0, cen
     return FieldResult(None if labels is None else np.asarray(labels), rows, post, probs, cen, shift, seg_diameter)
 
 
-def crop_shift(lm, crops: np.ndarray, *, diameter: float | None = None, device: str = "auto") -> ShiftReport:
+def crop_shift(lm, crops: np.ndarray, *, diameter: float | None = None, device: str = "auto",
+               probabilities: np.ndarray | None = None) -> ShiftReport:
     """How ``crops`` (as read, float) compare with the model's training crops
-    (:func:`core.inputs.shift.compare`): brightness, cell size, and each cell's distance from
-    the training cells in the network's fc1 features."""
+    (:func:`core.inputs.shift.compare`): brightness, over-exposure, cell size, each cell's
+    distance from the training cells in the network's fc1 features and, given the model's
+    ``probabilities`` for them, how many are low-confidence calls."""
     stats = lm.meta.input_stats
     if not stats or not len(crops):
         return ShiftReport()
     emb = embed_crops(lm, crops, "fc1", device=device) if "embedding" in stats else None
     return compare(stats, crops, embeddings=emb, diameter=diameter, channel_names=lm.meta.input_names(),
-                   scaled=Normalization.of_model(lm.meta).scale is not None)
+                   scaled=Normalization.of_model(lm.meta).scale is not None, probabilities=probabilities)
 
 
 #: cells within this factor of the training cells' size are not rescaled

@@ -47,7 +47,7 @@ def _class_folder_tree(p: Path) -> bool:
 
 def _crop_rows(lm, data, source: str, device: str, known: bool, notes: dict) -> list[dict]:
     probs = classify_crops(lm, data.images, device=device)
-    shift = crop_shift(lm, data.images, device=device)
+    shift = crop_shift(lm, data.images, device=device, probabilities=probs)
     if shift.messages:
         notes[source] = shift.messages
     names, rows = lm.meta.class_names, []

@@ -17,7 +17,7 @@ from ..nets.deepyeast import DeepYeast, DeepYeastConfig
 from ..nets.registry import config_to_dict
 from ..progress import CancelToken, ProgressCallback
 from ..training.trainer import TrainConfig, Trainer, TrainResult
-from .classify import embed_crops
+from .classify import classify_crops, embed_crops
 from .data import DeepYeastOptions, align_labels, holdout, load_crops
 
 
@@ -77,8 +77,10 @@ def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYea
                           scale_percentiles=opts.scale_percentiles, smooth=opts.smooth)
     raw = train.images
     train.images = norm.scale_samples(raw)  # each crop by its own percentiles (model-stored)
+    val_raw = None
     if val is not None:
-        val.images = norm.scale_samples(val.images)
+        val_raw = val.images
+        val.images = norm.scale_samples(val_raw)
     meta.normalization = norm.to_dict()
     meta.channel_names = list(opts.channel_names) if opts.channel_names else None
     meta.training.update(data=str(train_dir), n_train=len(train), val=str(val_dir) if val_dir else opts.val_split,
@@ -89,24 +91,29 @@ def train_deepyeast(train_dir: str | Path, out: str | Path | None, opts: DeepYea
     res = trainer.fit(train, val, resume=resume)
     if res.best_epoch > 0 and trainer.dist.is_main:
         # what the training cells looked like, for the shift checks of every prediction
-        res.meta.input_stats = crop_input_stats(LoadedModel(res.model, res.meta), raw, train.labels)
+        res.meta.input_stats = crop_input_stats(LoadedModel(res.model, res.meta), raw, train.labels,
+                                                held_out=val_raw)
         if res.best_path is not None:
             save_model(res.best_path, res.model, res.meta)
     return res
 
 
 def crop_input_stats(lm: LoadedModel, crops: np.ndarray, labels: np.ndarray | None = None,
-                     device: str = "cpu") -> dict:
+                     device: str = "cpu", held_out: np.ndarray | None = None) -> dict:
     """:func:`core.inputs.shift.fit_input_stats` of training crops (as read): intensities,
     the fc1 embedding, and the cells' size: the diameter of the object at each crop's centre
     on the first channel (:func:`core.cells.crops.centre_diameters`), the median of the most
-    common class (a field is mostly that class) and of every class."""
+    common class (a field is mostly that class) and of every class; and how confidently the
+    model calls the ``held_out`` (validation) crops (the training crops without them)."""
     d = centre_diameters(np.asarray(crops)[:, 0])
     labels = np.zeros(len(d), int) if labels is None else np.asarray(labels)
     by_class = {lm.meta.class_names[k]: float(np.nanmedian(d[labels == k])) for k in np.unique(labels)
                 if np.isfinite(d[labels == k]).any()}
     common = int(np.bincount(labels).argmax())
+    scored = crops if held_out is None or not len(held_out) else held_out
     stats = fit_input_stats(crops, embeddings=embed_crops(lm, crops, "fc1", device=device),
-                            diameter=float(np.nanmedian(d[labels == common])) if np.isfinite(d).any() else None)
+                            diameter=float(np.nanmedian(d[labels == common])) if np.isfinite(d).any() else None,
+                            probabilities=classify_crops(lm, scored, device=device))
+    stats["confidence"]["source"] = "training" if scored is crops else "validation"
     stats["object_diameter_by_class"] = by_class
     return stats
