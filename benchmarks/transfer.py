@@ -175,7 +175,8 @@ def main(argv=None) -> int:
         print(f"field: {f['n_cells']} cells, {100 * f['interphase_share']:.1f}% interphase {f['counts']}")
         for version, g in f.get("versions", {}).items():
             print(f"field {version}: {g['n_cells']} cells, {100 * g['interphase_share']:.1f}% interphase "
-                  f"(diameter {g['diameter']}, rescaled by {g['rescaled_by']:.2f}) {g['counts']}; notes: {g['messages']}")
+                  f"(diameter {g['diameter']}, rescaled by {g['rescaled_by']:.2f}) {g['counts']}; "
+                  f"notes: {g['messages']}")
         return 0
     if args.quick:
         args.epochs, args.splits, args.variants = 2, "region", "default"

@@ -247,4 +247,5 @@ def predict_wscnn(loaded, image_chw: np.ndarray, *, saliency: bool = True, tile:
     return WSCNNPrediction(probs, aligned_maps, sal, names, 1)
 
 
-__all__ = ["WSCNNPrediction", "cam_evidence", "predict_wscnn", "classify_batch", "saliency_batch", "prepare_image", "check_batch"]
+__all__ = ["WSCNNPrediction", "cam_evidence", "predict_wscnn", "classify_batch", "saliency_batch", "prepare_image",
+           "check_batch"]

@@ -192,7 +192,8 @@ def over_exposed(rep: ShiftReport, samples: np.ndarray, inten: dict, names: Sequ
         return
     ref = float(inten["saturated_share"])
     if share > max(OUTSIDE_SHARE, 2 * ref):
-        chans = [names[c] if c < len(names) else f"channel {c}" for c in np.flatnonzero(flagged.mean(0) > OUTSIDE_SHARE)]
+        over = np.flatnonzero(flagged.mean(0) > OUTSIDE_SHARE)
+        chans = [names[c] if c < len(names) else f"channel {c}" for c in over]
         rep.messages.append(
             f"{100 * share:.0f}% of the {what} are over-exposed (at least {100 * SATURATED_PIXELS:.0f}% of their "
             f"pixels at the maximum{', ' + ', '.join(chans) if chans else ''}; {100 * ref:.0f}% of the training "
