@@ -124,7 +124,7 @@ def field_version(field: np.ndarray, how) -> np.ndarray:
     return np.clip(np.round(field.astype(np.float32) * v), 0, 255).astype(np.uint8)
 
 
-def field_share(model, args=None) -> dict:
+def field_share(model) -> dict:
     """Classify the cells of the shipped per-channel field (and of its versions at other
     magnifications and exposure): share per class, the diameter and rescaling used, the notes."""
     from napari_rarepheno.core.datasets.bundled import mitosis_field_files
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
                 print(f"  {name:12s}" + "".join(f"  {k} {got[k]['accuracy']:.3f}" for k in sets) +
                       f"   ({secs:.0f} s, best epoch {res.best_epoch})", flush=True)
                 if split == "region":
-                    result["field"][name] = field_share(res.best_path, args)
+                    result["field"][name] = field_share(res.best_path)
                     f = result["field"][name]
                     print(f"  {'':12s}  field: {f['n_cells']} cells, {100 * f['interphase_share']:.1f}% interphase "
                           f"{f['counts']}", flush=True)
